@@ -1,0 +1,94 @@
+"""Gradient-based CAMs (survey Section II.B): one forward and one backward pass.
+
+Each method weighs the layer's activation maps A^n with the gradient dy^c/dA^n of the
+class score in its own way; all of them finish with ``ReLU(sum_n w_n A^n)`` (eq. 2) or, for
+Layer-CAM, with a per-pixel weight.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..plumbing import forward_and_backward
+from .activation import weighted_sum
+from .registry import register
+
+ONE_PASS = dict(passes="1 forward + 1 backward",
+                cost=lambda channels, positions, **p: {"forward": 1, "backward": 1, "head": 0},
+                needs_gradients=True)
+
+
+def gradcam_map(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM's map (eq. 2): ``L^c = ReLU(sum_n a_n A^n)``."""
+    return torch.relu(weighted_sum(weights, activations))
+
+
+def gradcam_weights(gradients: torch.Tensor) -> torch.Tensor:
+    """Channel importance a_n (eq. 3): the mean of dy^c/dA^n over the Z pixels of A^n."""
+    return gradients.mean(dim=(-2, -1))
+
+
+def gradcampp_alphas(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s pixel coefficients alpha^{kc}_{ij} in closed form (Chattopadhyay et al., eq. 19).
+
+    The closed form assumes the score is ``Y = exp(S)``; its higher derivatives then are
+    powers of the first one, and ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` with
+    ``g = dS/dA``. Where the denominator vanishes (g = 0) alpha is taken as 0.
+    """
+    g2, g3 = gradients.pow(2), gradients.pow(3)
+    denominator = 2 * g2 + activations.sum(dim=(-2, -1), keepdim=True) * g3
+    safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+    return torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
+
+
+def gradcampp_weights(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s weights: ``w_n = sum_ij alpha_ij ReLU(dY/dA^n_ij)`` (true weighted average)."""
+    alphas = gradcampp_alphas(gradients, activations)
+    return (alphas * torch.relu(gradients)).sum(dim=(-2, -1))
+
+
+def xgradcam_weights(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM's weights (Fu et al.): ``w_n = sum_ij (A^n_ij / sum_ab A^n_ab) dy^c/dA^n_ij``.
+
+    This choice satisfies the sensitivity and conservation axioms to first order.
+    """
+    totals = activations.sum(dim=(-2, -1), keepdim=True)
+    shares = activations / torch.where(totals != 0, totals, torch.ones_like(totals))
+    return (shares * gradients).sum(dim=(-2, -1))
+
+
+def layercam_map(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Layer-CAM (Jiang et al.): ``ReLU(sum_n ReLU(dy^c/dA^n_ij) A^n_ij)``, a weight per pixel."""
+    return torch.relu((torch.relu(gradients) * activations).sum(dim=1))
+
+
+@register("gradcam", family="gradient-based", section="II.B", equation="eq. 2, eq. 3",
+          reference="selvaraju2017grad", **ONE_PASS)
+def gradcam(model, images, target=None, layer=None):
+    """Grad-CAM (Selvaraju et al.), eqs. (2) and (3)."""
+    activations, gradients, _, target = forward_and_backward(model, images, layer, target)
+    return gradcam_map(gradcam_weights(gradients), activations), target
+
+
+@register("gradcam++", family="gradient-based", section="II.B", equation="Grad-CAM++ weights (alphas in closed form)",
+          reference="chattopadhay2018grad", **ONE_PASS)
+def gradcampp(model, images, target=None, layer=None):
+    """Grad-CAM++ (Chattopadhyay et al.): Grad-CAM with alpha-weighted positive gradients."""
+    activations, gradients, _, target = forward_and_backward(model, images, layer, target)
+    return gradcam_map(gradcampp_weights(gradients, activations), activations), target
+
+
+@register("xgradcam", family="gradient-based", section="II.B", equation="XGrad-CAM weights",
+          reference="fu2020axiom", **ONE_PASS)
+def xgradcam(model, images, target=None, layer=None):
+    """XGrad-CAM (Fu et al.): activation-weighted gradients."""
+    activations, gradients, _, target = forward_and_backward(model, images, layer, target)
+    return gradcam_map(xgradcam_weights(gradients, activations), activations), target
+
+
+@register("layercam", family="gradient-based", section="II.B", equation="Layer-CAM pixel weights",
+          reference="jiang2021layercam", **ONE_PASS)
+def layercam(model, images, target=None, layer=None):
+    """Layer-CAM (Jiang et al.): each activation weighted by its own positive gradient."""
+    activations, gradients, _, target = forward_and_backward(model, images, layer, target)
+    return layercam_map(gradients, activations), target

