@@ -10,6 +10,8 @@ from .images import box_mask, bundled_photos, load_box, load_image, load_images,
 from .methods import FAMILIES, METHODS, Method, explain, get_method
 from .models import MODELS, CamModel, imagenet_categories, load_model, register_model
 from .predict import predict, top_k
+from . import viz  # noqa: E402
+from . import metrics  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -64,7 +64,7 @@ def resolve_target(target, scores: torch.Tensor) -> torch.Tensor:
     if target is None:
         return scores.argmax(dim=1)
     if isinstance(target, bool) or not isinstance(target, (int, list, tuple, torch.Tensor)):
-        raise TypeError(f"target must be None, a class index or one index per image, got {type(target).__name__}")
+        raise TypeError(f"target must be None, an integer class index or one index per image, got {type(target).__name__}")
     index = torch.as_tensor(target, device=scores.device)
     if index.is_floating_point():
         raise TypeError("target must be an integer class index, not a float")

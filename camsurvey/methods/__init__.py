@@ -6,12 +6,13 @@ module                 methods
 ``activation``         CAM, Eigen-CAM (no gradients, no extra passes)
 ``gradient``           Grad-CAM, Grad-CAM++, XGrad-CAM, Layer-CAM
 ``perturbation``       Score-CAM, Ablation-CAM, Recipro-CAM (gradient-free)
+``helpers``            EVET, SESS (wrap any base method; Section IV)
 =====================  ===========================================================
 
 Importing a module registers its methods in :data:`METHODS`.
 """
 
-from . import activation, gradient, perturbation  # noqa: F401  (register the methods)
+from . import activation, gradient, helpers, perturbation  # noqa: F401  (register the methods)
 from .registry import FAMILIES, METHODS, Method, explain, get_method, register
 
 __all__ = ["FAMILIES", "METHODS", "Method", "explain", "get_method", "register"]
