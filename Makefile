@@ -7,7 +7,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NB     ?=
 
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS ?= 2
 

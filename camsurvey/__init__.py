@@ -11,6 +11,7 @@ from .methods import FAMILIES, METHODS, Method, explain, get_method
 from .models import MODELS, CamModel, imagenet_categories, load_model, register_model
 from .predict import predict, top_k
 from . import viz  # noqa: E402
+from . import scenes  # noqa: E402
 from . import metrics  # noqa: E402
 
 __version__ = "0.1.0"

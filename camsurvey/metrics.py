@@ -367,3 +367,81 @@ def adcc_score(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, e
     drop = average_drop(model, images, saliency, target)
     per_image = adcc(coherency_score.per_image, complexity_score.per_image, drop.per_image)
     return ADCCScore(per_image, float(per_image.mean()), coherency_score, complexity_score, drop)
+
+
+# ---------------------------------------------------------------- every metric for every method
+
+LOCALIZATION = ("pointing_game", "iou")
+FAITHFULNESS = ("average_drop", "increase_in_confidence", "insertion", "deletion")
+ADCC_PARTS = ("coherency", "complexity", "adcc")
+
+
+def passes_per_image(method: str, model) -> int:
+    """Full forward + backward passes one image costs ``method`` at the model's default layer."""
+    from .plumbing import forward_activations
+
+    with torch.no_grad():
+        activations, _ = forward_activations(model, torch.zeros(1, 3, 224, 224, device=model.device), None)
+    channels, height, width = activations.shape[1:]
+    entry = get_method(method)
+    cost = entry.cost(channels, height * width, **entry.params)
+    return int(cost["forward"] + cost["backward"])
+
+
+def evaluation_plan(model, photos, methods=None, *, max_full_passes: int = 2, slow_photos=(),
+                    max_slow_passes: int = 1500) -> tuple[dict, list]:
+    """Which method runs on which photos: ``({method: [photos]}, [skipped methods])``.
+
+    ``methods=None`` takes every method of :data:`METHODS`. A method costing at most
+    ``max_full_passes`` full passes per image runs on every photo; one costing at most
+    ``max_slow_passes`` runs on ``slow_photos`` only; a costlier one is skipped.
+    """
+    plan, skipped = {}, []
+    for method in (list(METHODS) if methods is None else list(methods)):
+        cost = passes_per_image(method, model)
+        chosen = list(photos) if cost <= max_full_passes else [p for p in slow_photos if p in photos]
+        if cost > max_slow_passes or not chosen:
+            skipped.append(method)
+        else:
+            plan[method] = chosen
+    return plan, skipped
+
+
+def evaluate(model, images, saliency, target, explainer, region=None, boxes=None, *, steps: int = 16,
+             threshold: float = IOU_THRESHOLD) -> dict:
+    """Every metric of this module for one set of maps: ``{metric name: Score}``.
+
+    ``region`` (boxes or exact masks) feeds the pointing game, ``boxes`` the IoU; leave either
+    out to skip it. ``explainer`` is what :func:`coherency` needs to recompute the maps.
+    """
+    scores = {}
+    if region is not None:
+        scores["pointing_game"] = energy_pointing_game(saliency, region)
+    if boxes is not None:
+        scores["iou"] = localization_iou(saliency, boxes, threshold)
+    scores["average_drop"] = average_drop(model, images, saliency, target)
+    scores["increase_in_confidence"] = increase_in_confidence(model, images, saliency, target)
+    scores["insertion"] = insertion_auc(model, images, saliency, target, steps=steps)
+    scores["deletion"] = deletion_auc(model, images, saliency, target, steps=steps)
+    full = adcc_score(model, images, saliency, explainer, target)
+    scores.update(coherency=full.coherency, complexity=full.complexity, adcc=_score(full.per_image))
+    scores["adcc_of_means"] = Score(torch.tensor([full.of_means], dtype=torch.float64), full.of_means)
+    return scores
+
+
+def format_table(rows: dict, columns, percent: bool = True, digits: int = 1) -> str:
+    """A plain-text table: one row per key of ``rows`` (``{row: {column: Score or number}}``)."""
+    def cell(value):
+        if value is None:
+            return "-"
+        value = value.mean if isinstance(value, Score) else value
+        if isinstance(value, str):
+            return value
+        return f"{100 * value:.{digits}f}" if percent else f"{value:.{digits}f}"
+
+    header = ["", *columns]
+    body = [[str(name), *(cell(values.get(c)) for c in columns)] for name, values in rows.items()]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(t.rjust(w) if i else t.ljust(w) for i, (t, w) in enumerate(zip(r, widths)))
+             for r in [header, *body]]
+    return "\n".join(lines)

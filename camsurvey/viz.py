@@ -59,3 +59,12 @@ def show_map(saliency: torch.Tensor, ax=None, title=None, cmap="viridis"):
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def overlay_row(images: torch.Tensor, saliency: torch.Tensor, titles=None, size: float = 2.2):
+    """One row: each image with its map blended on top."""
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        overlay(ax, images[i], saliency[i], title=titles[i] if titles else None)
+    fig.tight_layout()
+    return fig

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 
 import pytest
 import torch
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+import matplotlib
+
+matplotlib.use("Agg")  # this process only: kernels started by tests keep the inline backend
 
 _real_connect = socket.socket.connect
 

@@ -6,13 +6,14 @@ module                 methods
 ``activation``         CAM, Eigen-CAM (no gradients, no extra passes)
 ``gradient``           Grad-CAM, Grad-CAM++, XGrad-CAM, Layer-CAM
 ``perturbation``       Score-CAM, Ablation-CAM, Recipro-CAM (gradient-free)
+``smoothing``          SmoothGrad, Smooth Grad-CAM++, SS-CAM, IG, Integrated Grad-CAM, IS-CAM (Section III)
 ``helpers``            EVET, SESS (wrap any base method; Section IV)
 =====================  ===========================================================
 
 Importing a module registers its methods in :data:`METHODS`.
 """
 
-from . import activation, gradient, helpers, perturbation  # noqa: F401  (register the methods)
+from . import activation, gradient, helpers, perturbation, smoothing  # noqa: F401  (register the methods)
 from .registry import FAMILIES, METHODS, Method, explain, get_method, register
 
 __all__ = ["FAMILIES", "METHODS", "Method", "explain", "get_method", "register"]

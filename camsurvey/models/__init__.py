@@ -103,3 +103,6 @@ def load_model(name: str = "efficientnet_lite0", weights="imagenet", device=None
         model = MODELS[name](weights=weights)
     model.eval().requires_grad_(False)
     return model.to(default_device() if device is None else torch.device(device))
+
+
+from . import scenes_cnn  # noqa: E402,F401  (registers the scenario-dataset models)
