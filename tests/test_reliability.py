@@ -1,0 +1,217 @@
+"""Reliability: bad input gives clear errors, no NaN maps, no leaked hooks, a build that cannot lie."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import tracemalloc
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import camsurvey as cs
+from camsurvey import notebooks
+from camsurvey.models.base import CamModel, GlobalAvgPool, Normalize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_model(seed=0, channels=6, classes=4, dead=False) -> CamModel:
+    """A small GAP-linear CNN; ``dead=True`` zeroes the last conv so its layer is all zeros."""
+    torch.manual_seed(seed)
+    stages = OrderedDict(
+        normalize=Normalize([0.5] * 3, [0.25] * 3),
+        conv1=nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU()),
+        conv2=nn.Sequential(nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU()),
+        pool=GlobalAvgPool(),
+        fc=nn.Linear(channels, classes),
+    )
+    model = CamModel(stages, name="tiny", default_layer="conv2", categories=[f"c{i}" for i in range(classes)])
+    if dead:
+        with torch.no_grad():
+            model.conv2[0].weight.zero_()
+            model.conv2[0].bias.fill_(-1.0)
+    return model.eval().requires_grad_(False)
+
+
+FAST_METHODS = [name for name, entry in cs.METHODS.items()]
+
+
+# --- a table of bad inputs -------------------------------------------------------------------
+
+def _image():
+    return cs.load_image("chelsea", size=64)
+
+
+BAD_API_CALLS = [
+    ("unknown method", lambda m: cs.explain("gradcam+++", m, _image()), ValueError, "choose one of"),
+    ("method name not a string", lambda m: cs.explain(None, m, _image()), ValueError, "unknown method"),
+    ("unknown model", lambda m: cs.load_model("resnet1000"), ValueError, "choose one of"),
+    ("unknown image", lambda m: cs.load_image("no_such_photo"), FileNotFoundError, "bundled photos"),
+    ("unknown layer", lambda m: cs.explain("gradcam", m, _image(), layer="layer99"), ValueError, "choose one of"),
+    ("split at a sub-module", lambda m: cs.explain("ablationcam", m, _image(), layer="conv2.0"), ValueError, "split points|choose one of"),
+    ("class index too large", lambda m: cs.explain("gradcam", m, _image(), target=4), ValueError, "out of range"),
+    ("class index negative", lambda m: cs.explain("scorecam", m, _image(), target=-1), ValueError, "out of range"),
+    ("class index a float", lambda m: cs.explain("gradcam", m, _image(), target=1.0), TypeError, "integer"),
+    ("one target per image mismatch", lambda m: cs.explain("gradcam", m, _image(), target=[0, 1]), ValueError, "entries"),
+    ("image without batch dim", lambda m: cs.explain("gradcam", m, _image()[0]), ValueError, "unsqueeze"),
+    ("grey image", lambda m: cs.explain("gradcam", m, _image()[:, :1]), ValueError, "RGB"),
+    ("uint8 image", lambda m: cs.explain("gradcam", m, (_image() * 255).to(torch.uint8)), TypeError, "255"),
+    ("0..255 floats", lambda m: cs.explain("gradcam", m, _image() * 255), ValueError, r"\[0, 1\]"),
+    ("negative values", lambda m: cs.explain("gradcam", m, _image() - 0.5), ValueError, r"\[0, 1\]"),
+    ("NaN pixel", lambda m: cs.explain("gradcam", m, _image().index_fill(3, torch.tensor([0]), float("nan"))), ValueError, "NaN"),
+    ("Inf pixel", lambda m: cs.explain("gradcam", m, _image().index_fill(3, torch.tensor([0]), float("inf"))), ValueError, "Inf"),
+    ("empty batch", lambda m: cs.explain("gradcam", m, _image()[:0]), ValueError, "empty"),
+    ("a numpy array", lambda m: cs.explain("gradcam", m, _image().numpy()), TypeError, "torch.Tensor"),
+    ("image too small", lambda m: cs.explain("gradcam", m, torch.rand(1, 3, 8, 8)), ValueError, "too small"),
+    ("not a camsurvey model", lambda m: cs.explain("gradcam", nn.Identity(), _image()), TypeError, "load_model"),
+    ("unknown method parameter", lambda m: cs.explain("gradcam", m, _image(), sigma=0.1), ValueError, "no parameter"),
+    ("batch_size of the wrong type", lambda m: cs.explain("scorecam", m, _image(), batch_size="8"), ValueError, "batch_size"),
+    ("batch_size zero", lambda m: cs.explain("ablationcam", m, _image(), batch_size=0), ValueError, "batch_size"),
+    ("unknown Recipro-CAM kernel", lambda m: cs.explain("reciprocam", m, _image(), kernel="box"), ValueError, "gaussian"),
+    ("CAM on a head that is not GAP-linear", lambda m: cs.explain("cam", m, _image(), layer="conv1"), ValueError, "gradcam"),
+    ("load_image size too small", lambda m: cs.load_image("chelsea", size=4), ValueError, "size"),
+    ("load_image size not an int", lambda m: cs.load_image("chelsea", size="224"), ValueError, "size"),
+    ("top_k k too large", lambda m: cs.top_k(m, _image(), k=5), ValueError, "k must be"),
+    ("box for an unknown photo", lambda m: cs.load_box("no_such_photo"), ValueError, "bundled photos"),
+    ("missing weights file", lambda m: cs.load_model("efficientnet_lite0", weights="/no/such/file.pth"), FileNotFoundError, "does not exist"),
+    ("unknown chapter", lambda m: notebooks.run_chapter("no_such_chapter"), ValueError, "choose one of"),
+    ("unknown chapter parameter", lambda m: notebooks.run_chapter("intro", {"nope": 1}, "/tmp/never"), ValueError, "no parameter"),
+    ("chapter parameter of the wrong type", lambda m: notebooks.run_chapter("intro", {"top": "5"}, "/tmp/never"), ValueError, "must be like"),
+    ("chapter output inside book/", lambda m: notebooks.run_chapter("intro", {}, ROOT / "book"), ValueError, "outside book"),
+]
+
+
+@pytest.mark.parametrize("call, error, words", [c[1:] for c in BAD_API_CALLS], ids=[c[0] for c in BAD_API_CALLS])
+def test_bad_input_gives_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call(tiny_model())
+
+
+def test_the_table_covers_at_least_thirty_bad_inputs():
+    assert len(BAD_API_CALLS) >= 30
+
+
+def test_a_corrupt_user_file_is_reported_and_left_untouched(tmp_path):
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not"):
+        cs.load_model("efficientnet_lite0", weights=weights)
+    assert weights.read_bytes() == b"not a checkpoint"
+
+
+def test_cli_bad_value_leaves_no_half_written_file(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "camsurvey", "run", "intro", "-p", "photos", "3", "-o", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "must be like its default" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- no NaN maps, ever ------------------------------------------------------------------------
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["random", "constant", "black", "white"]),
+       dead=st.booleans(), size=st.sampled_from([32, 40]))
+def test_no_method_returns_a_nan_map(seed, kind, dead, size):
+    model = tiny_model(seed, dead=dead)
+    generator = torch.Generator().manual_seed(seed)
+    images = {"random": torch.rand(2, 3, size, size, generator=generator),
+              "constant": torch.full((2, 3, size, size), 0.37), "black": torch.zeros(2, 3, size, size),
+              "white": torch.ones(2, 3, size, size)}[kind]
+    for name in FAST_METHODS:
+        saliency = cs.explain(name, model, images, **_small_params(name))
+        assert saliency.shape == (2, size, size), name
+        assert torch.isfinite(saliency).all(), name
+        assert saliency.min() >= 0 and saliency.max() <= 1, name
+
+
+def _small_params(name):
+    """Keep sampling methods small on the tiny model (only parameters the method has)."""
+    wanted = {"n_samples": 3, "samples": 3, "steps": 3, "n": 3}
+    return {k: v for k, v in wanted.items() if k in cs.METHODS[name].params}
+
+
+# --- no leaks ---------------------------------------------------------------------------------
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def test_a_thousand_calls_leave_no_hooks_and_bounded_memory():
+    model = tiny_model()
+    images = torch.rand(1, 3, 32, 32)
+    for _ in range(50):  # warm-up: allocator caches, lazy imports
+        cs.explain("gradcam", model, images)
+    gc.collect()
+    tracemalloc.start()
+    start, _ = tracemalloc.get_traced_memory()
+    for i in range(1000):
+        if i % 10 == 0:
+            with pytest.raises(ValueError):
+                cs.explain("gradcam", model, images, target=99)
+        else:
+            cs.explain(["gradcam", "layercam", "reciprocam"][i % 3], model, images)
+    gc.collect()
+    end, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert _hooks(model) == 0
+    assert end - start < 2_000_000, f"memory grew by {end - start} bytes over 1000 calls"
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+def test_every_method_is_deterministic():
+    model = tiny_model(3)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for name in FAST_METHODS:
+        first = cs.explain(name, model, images, **_small_params(name))
+        torch.manual_seed(12345)  # a changed global seed must not matter
+        second = cs.explain(name, model, images, **_small_params(name))
+        assert torch.equal(first, second), name
+
+
+def _text_outputs(path):
+    cells = json.loads(Path(path).read_text())["cells"]
+    texts = []
+    for cell in cells:
+        if "nbval-ignore-output" in cell.get("metadata", {}).get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text") or output.get("data", {}).get("text/plain"))
+    return texts
+
+
+def test_a_chapter_executed_twice_gives_identical_text_outputs(tmp_path):
+    first = notebooks.run_chapter("intro", {"photos": ["coffee", "chelsea"]}, tmp_path / "one")
+    second = notebooks.run_chapter("intro", {"photos": ["coffee", "chelsea"]}, tmp_path / "two")
+    assert _text_outputs(first) == _text_outputs(second)
+    assert any("espresso" in "".join(t or "") for t in _text_outputs(first))
+
+
+# --- the build cannot lie ---------------------------------------------------------------------
+
+def test_a_chapter_that_raises_fails_the_book_build(tmp_path):
+    import nbformat
+
+    book = tmp_path / "book"
+    book.mkdir()
+    config = (ROOT / "_config.yml").read_text().replace("bibtex_bibfiles:\n  - references.bib\n", "")
+    (book / "_config.yml").write_text(config)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: broken\n")
+    (book / "index.md").write_text("# A book\n\nIt has one chapter.\n")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Broken"), nbformat.v4.new_code_cell("raise RuntimeError('this chapter is broken')")]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, book / "broken.ipynb")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", str(book), "-W", "-n", "--keep-going"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "this chapter is broken" in result.stdout + result.stderr
