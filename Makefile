@@ -10,7 +10,7 @@ NB     ?=
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install book test unit nbval outputs clean
+.PHONY: install book test unit nbval outputs clean student
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ nbval: install
 ## Re-execute chapters in place so their stored outputs are today's (NB=book/x.ipynb for one)
 outputs: install
 	$(PY) -m camsurvey refresh $(NB)
+
+## The student edition: the book without solutions, into _build/student
+student: install
+	$(PY) -m camsurvey.student -o _build/student-src
+	$(VENV)/bin/jupyter-book build _build/student-src --path-output _build/student -W -n --keep-going
 
 clean:
 	rm -rf _build runs

@@ -20,6 +20,14 @@ def main(argv=None) -> int:
     commands.add_parser("list", help="list the chapters and their parameters")
     refresh = commands.add_parser("refresh", help="re-execute chapters in place (make outputs)")
     refresh.add_argument("chapters", nargs="*", help="chapter names or paths (default: all)")
+    variants = commands.add_parser("variants", help="per-student variants of an assignment (no solutions)")
+    variants.add_argument("assignment", help="assignment notebook name, e.g. assignment_cam")
+    variants.add_argument("--seeds", nargs="+", type=int, required=True, help="one seed per student")
+    variants.add_argument("-o", "--output", default="runs/variants", help="output folder")
+    variants.add_argument("--answer-keys", action="store_true", help="also execute each variant with solutions")
+    grade = commands.add_parser("grade", help="execute submitted notebooks and collect their grader reports")
+    grade.add_argument("notebooks", nargs="+", help="submitted notebooks")
+    grade.add_argument("-o", "--output", default="runs/grades.json", help="where to write the reports (JSON)")
     args = parser.parse_args(argv)
 
     try:
@@ -32,6 +40,15 @@ def main(argv=None) -> int:
             values = {name: notebooks.parse_value(value) for name, value in args.parameter}
             output = notebooks.run_chapter(args.chapter, values, args.output, overwrite=args.force, progress=True)
             print(f"wrote {output}")
+        elif args.command == "variants":
+            from . import grading
+            for path in grading.make_variants(args.assignment, args.seeds, args.output, answer_keys=args.answer_keys):
+                print(f"wrote {path}")
+        elif args.command == "grade":
+            from . import grading
+            for path, result in grading.grade_notebooks(args.notebooks, args.output).items():
+                done = sum(r["passed"] for r in result["reports"])
+                print(f"{path}: {done}/{len(result['reports'])} exercises passed" + (f" ({result['error']})" if result["error"] else ""))
         else:
             notebooks.refresh(args.chapters or None)
     except (ValueError, FileExistsError, FileNotFoundError) as error:

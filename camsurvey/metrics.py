@@ -189,11 +189,14 @@ def explanation_map(images: torch.Tensor, saliency: torch.Tensor) -> torch.Tenso
 
 
 def _prepare(model, images, saliency, target):
+    """Checked inputs, the target per image, and the model's confidence ``s`` on the full images."""
     images = check_images(images)
     saliency = check_saliency(saliency, images)
     with torch.no_grad():
         scores = model(images.to(_device(model)))
-    return images, saliency, resolve_target(target, scores).cpu()
+    target = resolve_target(target, scores).cpu()
+    full = torch.softmax(scores.double(), dim=1).gather(1, target.to(scores.device).view(-1, 1))[:, 0].cpu()
+    return images, saliency, target, full
 
 
 def _drop(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -206,16 +209,14 @@ def average_drop(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
 
     Per image ``max(0, s - s') / s`` (in [0, 1]); lower is better. ``target=None``: top-1 class.
     """
-    images, saliency, target = _prepare(model, images, saliency, target)
-    full = confidence(model, images, target)
+    images, saliency, target, full = _prepare(model, images, saliency, target)
     masked = confidence(model, explanation_map(images, saliency), target)
     return _score(_drop(full, masked))
 
 
 def increase_in_confidence(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None) -> Score:
     """Increase in Confidence (eq. 9): 1 where the confidence on ``x * map`` exceeds that on ``x``."""
-    images, saliency, target = _prepare(model, images, saliency, target)
-    full = confidence(model, images, target)
+    images, saliency, target, full = _prepare(model, images, saliency, target)
     masked = confidence(model, explanation_map(images, saliency), target)
     return _score((full < masked).double())
 
@@ -268,7 +269,7 @@ def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     replaces them. Lower is better: a faithful map removes the evidence first.
     """
     _check_steps(steps)
-    images, saliency, target = _prepare(model, images, saliency, target)
+    images, saliency, target, _ = _prepare(model, images, saliency, target)
     baseline = torch.zeros_like(images) if baseline is None else baseline.expand_as(images)
     return _score(_auc(_causal_curve(model, images, baseline, saliency, target, steps, batch_size)))
 
@@ -281,7 +282,7 @@ def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor
     pixels in ``steps`` equal chunks. Higher is better.
     """
     _check_steps(steps)
-    images, saliency, target = _prepare(model, images, saliency, target)
+    images, saliency, target, _ = _prepare(model, images, saliency, target)
     baseline = blurred(images) if baseline is None else baseline.expand_as(images)
     return _score(_auc(_causal_curve(model, baseline, images, saliency, target, steps, batch_size)))
 
@@ -318,7 +319,7 @@ def coherency(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, ex
     Where either map is constant the correlation is undefined; like the official code, the
     image then scores 0.
     """
-    images, saliency, target = _prepare(model, images, saliency, target)
+    images, saliency, target, _ = _prepare(model, images, saliency, target)
     explainer = make_explainer(explainer, model, **params)
     again = check_saliency(explainer(explanation_map(images, saliency), target).detach().cpu(), images)
     correlation = pearson(saliency, again)
@@ -388,22 +389,22 @@ def passes_per_image(method: str, model) -> int:
     return int(cost["forward"] + cost["backward"])
 
 
-def evaluation_plan(model, photos, methods=None, *, max_full_passes: int = 2, slow_photos=(),
-                    max_slow_passes: int = 1500) -> tuple[dict, list]:
+def evaluation_plan(model, photos, methods=None, *, max_full_passes: int = 2, slow_methods=(),
+                    slow_photos=()) -> tuple[dict, list]:
     """Which method runs on which photos: ``({method: [photos]}, [skipped methods])``.
 
     ``methods=None`` takes every method of :data:`METHODS`. A method costing at most
-    ``max_full_passes`` full passes per image runs on every photo; one costing at most
-    ``max_slow_passes`` runs on ``slow_photos`` only; a costlier one is skipped.
+    ``max_full_passes`` full passes per image (:func:`passes_per_image`) runs on every photo;
+    a costlier one runs on ``slow_photos`` if it is one of ``slow_methods``, else it is skipped.
     """
     plan, skipped = {}, []
     for method in (list(METHODS) if methods is None else list(methods)):
-        cost = passes_per_image(method, model)
-        chosen = list(photos) if cost <= max_full_passes else [p for p in slow_photos if p in photos]
-        if cost > max_slow_passes or not chosen:
-            skipped.append(method)
+        if passes_per_image(method, model) <= max_full_passes:
+            plan[method] = list(photos)
+        elif method in slow_methods and any(p in photos for p in slow_photos):
+            plan[method] = [p for p in photos if p in slow_photos]
         else:
-            plan[method] = chosen
+            skipped.append(method)
     return plan, skipped
 
 
@@ -445,3 +446,78 @@ def format_table(rows: dict, columns, percent: bool = True, digits: int = 1) -> 
     lines = ["  ".join(t.rjust(w) if i else t.ljust(w) for i, (t, w) in enumerate(zip(r, widths)))
              for r in [header, *body]]
     return "\n".join(lines)
+
+
+def evaluate_photos(model, plan: dict, *, steps: int = 16, threshold: float = IOU_THRESHOLD) -> tuple[dict, dict]:
+    """Explain and score the bundled photos as ``plan`` says (:func:`evaluation_plan`).
+
+    Each photo's target is its annotated class and its box the annotated box
+    (``photo_annotations()``). Returns ``({method: maps (B, H, W)}, {method: {metric: Score}})``.
+    """
+    from .images import load_box, load_images, photo_annotations
+
+    maps, results = {}, {}
+    for method, photos in plan.items():
+        images = load_images(photos)
+        target = torch.tensor([photo_annotations()[p]["class_index"] for p in photos])
+        boxes = [load_box(p) for p in photos]
+        maps[method] = explain(method, model, images, target=target).cpu()
+        results[method] = evaluate(model, images, maps[method], target, method, boxes, boxes,
+                                   steps=steps, threshold=threshold)
+    return maps, results
+
+
+def trivial_map(kind: str, images: torch.Tensor, sigma: float = 0.25) -> torch.Tensor:
+    """A map that ignores the model: ``"ones"`` (the whole image) or ``"centre"`` (a Gaussian blob).
+
+    ``sigma``: the blob's standard deviation as a fraction of the image side.
+    """
+    batch, _, height, width = images.shape
+    if kind == "ones":
+        return torch.ones(batch, height, width)
+    if kind != "centre":
+        raise ValueError(f"kind must be 'ones' or 'centre', got {kind!r}")
+    rows = (torch.arange(height) - (height - 1) / 2) / (sigma * height)
+    cols = (torch.arange(width) - (width - 1) / 2) / (sigma * width)
+    blob = torch.exp(-0.5 * (rows.view(-1, 1) ** 2 + cols.view(1, -1) ** 2))
+    return blob.expand(batch, height, width).clone()
+
+
+def trivial_explainer(kind: str, sigma: float = 0.25) -> Callable:
+    """The explainer of a trivial map: it returns the same map whatever the image (for Coherency)."""
+    return lambda images, target: trivial_map(kind, images, sigma)
+
+
+# ADCC (x 100) that the survey's Table I lists, "values based on Recipro-CAM reports"; None: "-"
+TABLE_I_REPORTED = {"cam": None, "gradcam": 76.4, "gradcam++": 76.34, "scorecam": 78.55, "reciprocam": 81.38}
+
+
+def table_one(results: dict, plan: dict) -> str:
+    """Table I beside our measurement: reported ADCC, measured ADCC (per image, then averaged),
+    ADCC of the averaged parts, and how many photos each measurement rests on (all x 100)."""
+    rows = {}
+    for method in [*TABLE_I_REPORTED, *(m for m in results if m not in TABLE_I_REPORTED)]:
+        if method not in results:
+            continue
+        reported = TABLE_I_REPORTED.get(method, "not in Table I")
+        rows[method] = {
+            "reported": "-" if reported is None else (reported if isinstance(reported, str) else reported / 100),
+            "measured": results[method]["adcc"],
+            "of means": results[method]["adcc_of_means"],
+            "photos": str(len(plan[method])),
+        }
+    return format_table(rows, ["reported", "measured", "of means", "photos"], digits=2)
+
+
+HIGHER_IS_BETTER = {"pointing_game": True, "iou": True, "average_drop": False, "increase_in_confidence": True,
+                    "insertion": True, "deletion": False, "coherency": True, "complexity": False, "adcc": True,
+                    "adcc_of_means": True}
+
+
+def best_methods(results: dict, columns) -> dict:
+    """``{metric: the method with the best mean}`` (lowest for Average Drop, Deletion, Complexity)."""
+    best = {}
+    for column in columns:
+        sign = 1 if HIGHER_IS_BETTER[column] else -1
+        best[column] = max(results, key=lambda m: (sign * results[m][column].mean, m))
+    return best

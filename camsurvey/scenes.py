@@ -32,7 +32,7 @@ CLASSES = ("disc", "square", "triangle", "cross", "star", "ring")
 # scenario -> (how many objects (low, high), object diameter in pixels at size 64 (low, high))
 SCENARIOS = {
     "large": ((1, 1), (28, 44)),
-    "small": ((1, 1), (11, 16)),
+    "small": ((1, 1), (12, 18)),
     "same": ((2, 4), (13, 20)),
     "different": ((2, 3), (13, 20)),
     "multi_label": ((2, 4), (12, 20)),
@@ -400,3 +400,33 @@ class SceneDataset(torch.utils.data.Dataset):
             target[torch.from_numpy(classes)] = 1.0
             return image, target
         return image, int(classes[0])
+
+
+def show(batch: SceneBatch, count: int = 4, axes=None, title: str | None = None):
+    """Draw the first ``count`` scenes of ``batch`` with every object's box (white; the target
+    class in yellow) and, below each, its target mask. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    count = min(count, len(batch))
+    if axes is None:
+        _, axes = plt.subplots(2, count, figsize=(1.8 * count, 3.8), squeeze=False)
+    for i in range(count):
+        top, bottom = axes[0][i], axes[1][i]
+        top.imshow(batch.images[i].permute(1, 2, 0).numpy())
+        for k in range(batch.object_classes.shape[1]):
+            if batch.object_classes[i, k] < 0:
+                continue
+            x0, y0, x1, y1 = batch.boxes[i, k].tolist()
+            color = "yellow" if batch.object_classes[i, k] == batch.labels[i] else "white"
+            top.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, lw=1))
+        present = [CLASSES[c] for c in batch.multi_hot[i].nonzero().flatten().tolist()]
+        top.set_title(f"{CLASSES[batch.labels[i]]}" + (f"\n+{','.join(p for p in present if p != CLASSES[batch.labels[i]])}"
+                                                      if len(present) > 1 else ""), fontsize=7)
+        bottom.imshow(batch.masks[i].numpy(), cmap="gray")
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        axes[0][0].set_ylabel(title, fontsize=8)
+        axes[1][0].set_ylabel("mask", fontsize=8)
+    return axes[0][0].figure

@@ -28,21 +28,57 @@ def gradcam_weights(gradients: torch.Tensor) -> torch.Tensor:
     return gradients.mean(dim=(-2, -1))
 
 
-def gradcampp_alphas(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++'s pixel coefficients alpha^{kc}_{ij} in closed form (Chattopadhyay et al., eq. 19).
+def gradcampp_alphas_from_derivatives(second: torch.Tensor, third: torch.Tensor,
+                                      activations: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s pixel coefficients from the score's own derivatives (Chattopadhyay et al., eq. 10):
 
-    The closed form assumes the score is ``Y = exp(S)``; its higher derivatives then are
-    powers of the first one, and ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` with
-    ``g = dS/dA``. Where the denominator vanishes (g = 0) alpha is taken as 0.
+    ``alpha_ij = d2Y_ij / (2 d2Y_ij + sum_ab A_ab d3Y_ij)``, with ``d2Y``, ``d3Y`` the second and
+    third derivatives of the score Y with respect to ``A^n_ij``. Where the denominator
+    vanishes alpha is taken as 0.
     """
-    g2, g3 = gradients.pow(2), gradients.pow(3)
-    denominator = 2 * g2 + activations.sum(dim=(-2, -1), keepdim=True) * g3
+    denominator = 2 * second + activations.sum(dim=(-2, -1), keepdim=True) * third
     safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
-    return torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
+    return torch.where(denominator != 0, second / safe, torch.zeros_like(second))
+
+
+def gradcampp_alphas(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s alphas in closed form (Chattopadhyay et al., eq. 19).
+
+    The closed form assumes the score is ``Y = exp(S)``: its n-th derivative is then
+    ``exp(S) g^n`` with ``g = dS/dA``, the common factor ``exp(S)`` cancels, and
+    ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)``.
+    """
+    return gradcampp_alphas_from_derivatives(gradients.pow(2), gradients.pow(3), activations)
+
+
+def gradcampp_weights_from_derivatives(first, second, third, activations) -> torch.Tensor:
+    """``w_n = sum_ij alpha_ij ReLU(dY/dA^n_ij)`` with alphas from the score's own derivatives."""
+    alphas = gradcampp_alphas_from_derivatives(second, third, activations)
+    return (alphas * torch.relu(first)).sum(dim=(-2, -1))
+
+
+def diagonal_derivatives(function, point: torch.Tensor, order: int = 3) -> torch.Tensor:
+    """``d^n f / d x_k^n`` at ``point`` for n = 1..order and every coordinate k: an (order, K) tensor.
+
+    Each coordinate is moved alone (``f(point + t e_k)``) and differentiated ``order`` times
+    in t; this is what Grad-CAM++'s alphas need, with no exponential assumption.
+    """
+    def along(axis):
+        derivatives, along_t = [], lambda t: function(point + t * axis)
+        for _ in range(order):
+            along_t = torch.func.grad(along_t)
+            derivatives.append(along_t(torch.zeros((), dtype=point.dtype, device=point.device)))
+        return torch.stack(derivatives)
+
+    return torch.func.vmap(along)(torch.eye(len(point), dtype=point.dtype, device=point.device)).T
 
 
 def gradcampp_weights(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++'s weights: ``w_n = sum_ij alpha_ij ReLU(dY/dA^n_ij)`` (true weighted average)."""
+    """Grad-CAM++'s weights: ``w_n = sum_ij alpha_ij ReLU(dY/dA^n_ij)`` (a true weighted average).
+
+    Under ``Y = exp(S)``, ``dY/dA = exp(S) g``; the positive factor ``exp(S)`` scales every
+    weight alike and is dropped, as the map is normalised anyway.
+    """
     alphas = gradcampp_alphas(gradients, activations)
     return (alphas * torch.relu(gradients)).sum(dim=(-2, -1))
 
@@ -50,7 +86,9 @@ def gradcampp_weights(gradients: torch.Tensor, activations: torch.Tensor) -> tor
 def xgradcam_weights(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
     """XGrad-CAM's weights (Fu et al.): ``w_n = sum_ij (A^n_ij / sum_ab A^n_ab) dy^c/dA^n_ij``.
 
-    This choice satisfies the sensitivity and conservation axioms to first order.
+    This choice satisfies the sensitivity axiom (``y^c(A) - y^c(A without A^n) = sum_ij w_n A^n_ij``)
+    and the conservation axiom (``y^c(A) = sum_ij sum_n w_n A^n_ij``) to first order; a channel
+    whose activations sum to 0 gets weight 0.
     """
     totals = activations.sum(dim=(-2, -1), keepdim=True)
     shares = activations / torch.where(totals != 0, totals, torch.ones_like(totals))

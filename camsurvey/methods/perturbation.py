@@ -35,11 +35,14 @@ def scorecam_masks(activations: torch.Tensor, size) -> tuple[torch.Tensor, torch
 
 
 def scorecam_weights(masked_scores: torch.Tensor, score: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Eq. (4)'s weights: ``softmax_n(F^c(X'_n) - F^c(X))`` over the channels with a mask."""
-    increase = (masked_scores - score).masked_fill(~valid, float("-inf"))
+    """Eq. (4)'s weights: ``softmax_n(F^c(X'_n) - F^c(X))`` over the channels with a mask.
+
+    The softmax is shift-invariant, so subtracting ``F^c(X)`` changes no weight; it only
+    makes each entry read as the *increase in confidence* its masked input brings.
+    """
     if not valid.any():
         return torch.zeros_like(masked_scores)
-    return torch.softmax(increase, dim=-1)
+    return torch.softmax((masked_scores - score).masked_fill(~valid, float("-inf")), dim=-1)
 
 
 def scorecam_map(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
@@ -48,29 +51,47 @@ def scorecam_map(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
 
 
 def masked_class_scores(model, image, masks, class_index, batch_size) -> torch.Tensor:
-    """``F^c(X ⊙ mask)`` for each mask, in batches of ``batch_size`` forward passes."""
+    """``F^c(X ⊙ mask)`` for each mask, in batches of ``batch_size`` forward passes.
+
+    The masked batch is laid out channels-last: EfficientNet-Lite0's depthwise convolutions
+    run markedly faster that way on a CPU (see ``SCORECAM_BATCH_SIZE``).
+    """
     scores = []
     with torch.no_grad():
         for chunk in batches(len(masks), batch_size):
-            logits = model(image.unsqueeze(0) * masks[chunk].unsqueeze(1))
-            scores.append(logits[:, class_index])
+            masked = (image.unsqueeze(0) * masks[chunk].unsqueeze(1)).contiguous(memory_format=torch.channels_last)
+            scores.append(model(masked)[:, class_index])
     return torch.cat(scores) if scores else image.new_zeros(0)
+
+
+def scorecam_channel_scores(model, image, activations, class_index, batch_size) -> tuple[torch.Tensor, torch.Tensor]:
+    """``F^c(X'_n)`` for every channel n of one image (eq. 4), and which channels have a mask.
+
+    Channels without a mask (constant maps) get no forward pass and a score of 0.
+    """
+    masks, valid = scorecam_masks(activations, image.shape[-2:])
+    masked_scores = torch.zeros(len(masks), device=image.device)
+    masked_scores[valid] = masked_class_scores(model, image, masks[valid], class_index, batch_size)
+    return masked_scores, valid
+
+
+# Measured on a 2-core CPU (EfficientNet-Lite0, 224 x 224, channels-last input): small batches
+# keep the activations in cache; larger ones gain nothing and cost memory.
+SCORECAM_BATCH_SIZE = 8
 
 
 @register("scorecam", family="gradient-free", section="II.C", equation="eq. 4", reference="wang2020score",
           passes="1 + K forward (K = channels with a non-constant map)",
           cost=lambda channels, positions, **p: {"forward": 1 + channels, "backward": 0, "head": 0},
           needs_gradients=False)
-def scorecam(model, images, target=None, layer=None, *, batch_size=64):
+def scorecam(model, images, target=None, layer=None, *, batch_size=SCORECAM_BATCH_SIZE):
     """Score-CAM (Wang et al.), eq. (4): channels weighted by the score of the input they mask."""
     _check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
     maps = []
     for b, image in enumerate(images):
-        masks, valid = scorecam_masks(activations[b], image.shape[-2:])
-        masked_scores = torch.zeros(len(masks), device=image.device)
-        masked_scores[valid] = masked_class_scores(model, image, masks[valid], target[b], batch_size)
+        masked_scores, valid = scorecam_channel_scores(model, image, activations[b], target[b], batch_size)
         weights = scorecam_weights(masked_scores, scores[b, target[b]], valid)
         maps.append(scorecam_map(weights.unsqueeze(0), activations[b : b + 1])[0])
     return torch.stack(maps), target
@@ -85,6 +106,14 @@ def ablationcam_weights(score: torch.Tensor, ablated_scores: torch.Tensor) -> to
     return (score.unsqueeze(-1) - ablated_scores) / safe.unsqueeze(-1)
 
 
+def ablated_class_scores(head, activations, class_index, batch_size=256) -> torch.Tensor:
+    """``y^c_k``: the class score when channel k of one image's (K, h, w) activations is zeroed, for every k."""
+    channels = activations.shape[0]
+    keep = 1 - torch.eye(channels, device=activations.device)[:, :, None, None]  # row k: all but channel k
+    with torch.no_grad():
+        return torch.cat([head(activations * keep[chunk])[:, class_index] for chunk in batches(channels, batch_size)])
+
+
 @register("ablationcam", family="gradient-free", section="II.C / V.C", equation="Ablation-CAM weights",
           reference="desai2020ablation", passes="1 forward + K head passes",
           cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": channels},
@@ -95,15 +124,11 @@ def ablationcam(model, images, target=None, layer=None, *, batch_size=256):
     _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
-    channels = activations.shape[1]
-    keep = 1 - torch.eye(channels, device=activations.device)[:, :, None, None]  # row k: all but channel k
     maps = []
-    with torch.no_grad():
-        for b in range(len(images)):
-            ablated = torch.cat([head(activations[b] * keep[chunk])[:, target[b]]
-                                 for chunk in batches(channels, batch_size)])
-            weights = ablationcam_weights(scores[b, target[b]], ablated)
-            maps.append(torch.relu(weighted_sum(weights.unsqueeze(0), activations[b : b + 1]))[0])
+    for b in range(len(images)):
+        ablated = ablated_class_scores(head, activations[b], target[b], batch_size)
+        weights = ablationcam_weights(scores[b, target[b]], ablated)
+        maps.append(torch.relu(weighted_sum(weights.unsqueeze(0), activations[b : b + 1]))[0])
     return torch.stack(maps), target
 
 

@@ -114,9 +114,31 @@ def gaussian_noise(shape, std, generator: torch.Generator, device) -> torch.Tens
     return (torch.randn(tuple(shape), generator=generator) * std).to(device)
 
 
+def noisy_copies(image: torch.Tensor, std, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """N copies ``x + N(0, std^2)`` of one (3, H, W) image, drawn together: (N, 3, H, W)."""
+    return image + gaussian_noise((samples,) + tuple(image.shape), std, generator, image.device)
+
+
 def smoothgrad_average(maps: torch.Tensor) -> torch.Tensor:
     """Eq. (5): ``M'_c(x) = 1/N sum_n M_c(x + N(0, sigma^2))`` from the N maps stacked on axis 1."""
     return maps.mean(dim=1)
+
+
+def variance_of_average(maps: torch.Tensor, counts=(1, 2, 4, 8)) -> dict:
+    """How eq. (5)'s average steadies: ``N -> pixel-mean variance of the average of N maps``.
+
+    ``maps`` (S, h, w) are S maps of independent noisy copies; for each N (dividing S) they
+    are split into S/N disjoint groups, and the variance across the groups' averages is
+    taken per pixel (unbiased), then averaged over pixels. Independent samples give var/N.
+    """
+    total = len(maps)
+    result = {}
+    for count in counts:
+        if total % count or total // count < 2:
+            raise ValueError(f"{total} maps cannot be split into at least 2 groups of {count}")
+        means = maps[: total - total % count].reshape(total // count, count, *maps.shape[1:]).mean(dim=1)
+        result[count] = means.var(dim=0).mean().item()
+    return result
 
 
 def gradient_bases() -> list[str]:
@@ -149,7 +171,7 @@ def smoothgrad_samples(model, images, target=None, layer=None, *, base="saliency
     stds = noise_scale(images, sigma)
     all_maps = []
     for b, image in enumerate(images):
-        noisy = image + gaussian_noise((samples,) + tuple(image.shape), stds[b].cpu(), generator, image.device)
+        noisy = noisy_copies(image, stds[b].cpu(), samples, generator)
         maps = [function(model, noisy[chunk], target[b].expand(chunk.stop - chunk.start), layer)[0].detach()
                 for chunk in batches(samples, batch_size)]
         all_maps.append(torch.cat(maps))
@@ -204,7 +226,7 @@ def smoothgradcampp(model, images, target=None, layer=None, *, samples=4, sigma=
     stds = noise_scale(images, sigma)
     weights = []
     for b, image in enumerate(images):
-        noisy = image + gaussian_noise((samples,) + tuple(image.shape), stds[b].cpu(), generator, image.device)
+        noisy = noisy_copies(image, stds[b].cpu(), samples, generator)
         gradients = torch.cat([forward_and_backward(model, noisy[chunk], layer,
                                                     target[b].expand(chunk.stop - chunk.start))[1]
                                for chunk in batches(samples, batch_size)])
@@ -253,13 +275,14 @@ def sscam(model, images, target=None, layer=None, *, samples=35, sigma=2.0, seed
 # --- Integrated Gradients -------------------------------------------------------------------
 
 def path_alphas(steps: int) -> torch.Tensor:
-    """The midpoints ``(k - 1/2) / m``, k = 1..m, of m equal steps along [0, 1] (midpoint Riemann sum)."""
-    return (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
+    """The right ends ``k / m``, k = 1..m, of m equal steps along [0, 1] (the right Riemann sum
+    of Sundararajan et al.). The grids nest: the points of m steps are among those of 2m."""
+    return torch.arange(1, steps + 1, dtype=torch.float32) / steps
 
 
 def path_points(image: torch.Tensor, baseline: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
     """The straight path ``x' + alpha (x - x')`` at each alpha: (m, 3, H, W)."""
-    alphas = alphas.to(image).view(-1, 1, 1, 1)
+    alphas = alphas.to(image).view((-1,) + (1,) * image.ndim)
     return baseline + alphas * (image - baseline)
 
 
@@ -270,19 +293,51 @@ def integrated_gradients(difference: torch.Tensor, path_gradients: torch.Tensor)
     return difference * path_gradients.mean(dim=0)
 
 
+def path_gradients(model, image, baseline, class_index, steps, batch_size) -> torch.Tensor:
+    """``dF^c/dx`` at the m points ``x' + (k/m)(x - x')`` of one image's path: (m, 3, H, W)."""
+    points = path_points(image, baseline, path_alphas(steps))
+    return torch.cat([input_gradients(model, points[chunk], class_index.expand(chunk.stop - chunk.start))[0]
+                      for chunk in batches(steps, batch_size)])
+
+
 def _integrated_gradients(model, images, target, baseline, steps, batch_size):
     steps = check_count(steps, "steps")
     _check_batch_size(batch_size)
     baseline = check_baseline(baseline, images)
     target, _ = _clean_target(model, images, target)
-    alphas = path_alphas(steps)
-    attributions = []
-    for b, image in enumerate(images):
-        points = path_points(image, baseline[b], alphas)
-        gradients = torch.cat([input_gradients(model, points[chunk], target[b].expand(chunk.stop - chunk.start))[0]
-                               for chunk in batches(steps, batch_size)])
-        attributions.append(integrated_gradients(image - baseline[b], gradients))
+    attributions = [integrated_gradients(image - baseline[b],
+                                         path_gradients(model, image, baseline[b], target[b], steps, batch_size))
+                    for b, image in enumerate(images)]
     return torch.stack(attributions), target
+
+
+def completeness_gaps(model, image, target=None, baseline=0.0, steps=(8, 16, 32, 64, 128), batch_size=16) -> dict:
+    """Completeness checked for several step counts at the cost of the largest one.
+
+    For one image (1, 3, H, W): ``m -> (sum_i IG_i, F^c(x) - F^c(x'))`` for each m in ``steps``;
+    each m must divide the largest, so that its path points are a subset of the largest grid's.
+    """
+    steps = sorted(check_count(m, "steps") for m in steps)
+    finest = steps[-1]
+    if any(finest % m for m in steps):
+        raise ValueError(f"every step count must divide the largest ({finest}), got {steps}")
+    baseline = check_baseline(baseline, image)
+    target, _ = _clean_target(model, image, target)
+    gradients = path_gradients(model, image[0], baseline[0], target[0], finest, batch_size)
+    with torch.no_grad():
+        gap = (class_scores(model(image), target) - class_scores(model(baseline), target)).item()
+    difference = image[0] - baseline[0]
+    return {m: (integrated_gradients(difference, gradients[finest // m - 1 :: finest // m]).sum().item(), gap)
+            for m in steps}
+
+
+def integrated_gradients_of(function, x: torch.Tensor, baseline: torch.Tensor, steps: int = 50) -> torch.Tensor:
+    """Integrated Gradients of any differentiable scalar ``function`` of a tensor ``x`` (toy examples)."""
+    steps = check_count(steps, "steps")
+    points = path_points(x, baseline, path_alphas(steps)).requires_grad_(True)
+    with torch.enable_grad():
+        gradients, = torch.autograd.grad(torch.stack([function(p) for p in points]).sum(), points)
+    return integrated_gradients(x - baseline, gradients)
 
 
 def integrated_gradients_attributions(model, images, target=None, baseline=0.0, steps=50,

@@ -29,7 +29,7 @@ from .base import CamModel, GlobalAvgPool, Normalize
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
 # block: (in channels, out channels, stride); 64 px -> 32 -> 16 -> 16 -> 8 -> 8
-BLOCKS = [(3, 16, 2), (16, 32, 2), (32, 64, 1), (64, 96, 2), (96, 128, 1)]
+BLOCKS = [(3, 16, 2), (16, 32, 2), (32, 48, 1), (48, 64, 2), (64, 96, 1)]
 SCENE_MODELS = ("scenes_cnn", "scenes_cnn_cue")
 # the scene statistics are close to 0.5 +- 0.25 per channel
 SCENE_MEAN, SCENE_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -45,7 +45,7 @@ def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 def scenes_cnn(name: str = "scenes_cnn", categories=CLASSES) -> CamModel:
-    """The architecture, with fresh (PyTorch default) weights; about 190k parameters."""
+    """The architecture, with fresh (PyTorch default) weights; about 100k parameters."""
     stages = OrderedDict(normalize=Normalize(SCENE_MEAN, SCENE_STD))
     for index, (cin, cout, stride) in enumerate(BLOCKS, start=1):
         stages[f"block{index}"] = conv_bn_relu(cin, cout, stride)

@@ -1,0 +1,222 @@
+"""Smoothing and integration (survey Section III): SmoothGrad, Smooth Grad-CAM++, SS-CAM,
+Integrated Gradients, Integrated Grad-CAM, IS-CAM.
+
+To stay within the test budget the photo is resized to 96 or 128 pixels (the network is fully
+convolutional, so it still classifies it) and the Score-CAM variants use the 16-channel layer
+``block0`` with N = 3 or 4.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import camsurvey as cs
+from camsurvey import plumbing
+from camsurvey.methods import gradient, perturbation
+from camsurvey.methods import smoothing as sm
+
+
+@pytest.fixture(scope="module")
+def model():
+    return cs.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return cs.load_images(["chelsea"])
+
+
+def resized(images, size):
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def pearson(a, b):
+    a, b = a.flatten().double(), b.flatten().double()
+    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+
+
+# --- Integrated Gradients -------------------------------------------------------------------
+
+def test_integrated_gradients_completeness(model, photo):
+    """sum_i IG_i = F(x) - F(x') within 1 % at 128 steps (the real model, one photo at 128 px,
+    black baseline). This network's path gradients are irregular: at 64 steps the error on
+    this photo is still several percent (the chapter plots it), so the test uses 128."""
+    image = resized(photo, 128)
+    attributions = sm.integrated_gradients_attributions(model, image, target=285, baseline=0.0, steps=128,
+                                                        batch_size=32)
+    assert attributions.shape == image.shape
+    with torch.no_grad():
+        gap = (model(image)[0, 285] - model(torch.zeros_like(image))[0, 285]).item()
+    assert abs(gap) > 1.0
+    assert abs(attributions.sum().item() - gap) <= 0.01 * abs(gap)
+
+
+def test_integrated_gradients_matches_captum(model, photo):
+    from captum.attr import IntegratedGradients
+
+    image = resized(photo, 96)
+    ours = sm.integrated_gradients_attributions(model, image, target=285, baseline=0.0, steps=16)
+    theirs = IntegratedGradients(model).attribute(image, baselines=torch.zeros_like(image), target=285,
+                                                  n_steps=16, method="riemann_right")
+    assert pearson(ours, theirs) >= 0.99
+    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-5)
+
+
+def test_integrated_gradients_satisfies_sensitivity_where_gradients_do_not():
+    """f(x) = 1 - ReLU(1 - x): f(2) - f(0) = 1, yet df/dx(2) = 0; IG gives the change to x."""
+    def toy(x):
+        return 1 - torch.relu(1 - x[0])
+
+    x, baseline = torch.tensor([2.0]), torch.tensor([0.0])
+    x_grad = x.clone().requires_grad_(True)
+    toy(x_grad).backward()
+    assert x_grad.grad.item() == 0.0
+    attribution = sm.integrated_gradients_of(toy, x, baseline, steps=101).item()
+    assert attribution == pytest.approx(toy(x).item() - toy(baseline).item(), abs=0.02)
+
+
+def test_integrated_gradients_is_implementation_invariant():
+    """Two different networks computing the same function get the same attributions."""
+    def relu_form(x):  # max(x0, x1) written with one ReLU
+        return x[1] + torch.relu(x[0] - x[1])
+
+    def other_form(x):  # the same function, written as (a + b + |a - b|) / 2
+        return (x[0] + x[1] + torch.relu(x[0] - x[1]) + torch.relu(x[1] - x[0])) / 2
+
+    x, baseline = torch.tensor([3.0, 1.0]), torch.zeros(2)
+    torch.testing.assert_close(sm.integrated_gradients_of(relu_form, x, baseline, 64),
+                               sm.integrated_gradients_of(other_form, x, baseline, 64))
+
+
+def test_integrated_gradcam_with_the_image_as_baseline_is_gradcam(model, photo):
+    image = resized(photo, 96)
+    ours, _ = sm.integrated_gradcam(model, image, None, None, baseline=image, steps=2)
+    theirs, _ = gradient.gradcam(model, image, None, None)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+# --- SmoothGrad (eq. 5) ---------------------------------------------------------------------
+
+def test_smoothgrad_with_zero_noise_equals_its_base_method(model, photo):
+    image = resized(photo, 96)
+    for base in ("saliency", "gradcam"):
+        smoothed, _ = sm.smoothgrad(model, image, None, None, base=base, samples=2, sigma=0.0)
+        plain, _ = cs.METHODS[base].function(model, image, None, None)
+        # equal up to float rounding (a batch of 2 runs other convolution kernels than a batch of 1)
+        torch.testing.assert_close(smoothed, plain, rtol=1e-3, atol=1e-4 * plain.abs().max().item())
+
+
+def test_variance_of_the_average_falls_as_one_over_n():
+    maps = torch.randn(64, 8, 8, generator=torch.Generator().manual_seed(0)) * 2.0
+    variances = sm.variance_of_average(maps, (1, 4, 16))
+    for count, variance in variances.items():
+        assert variance * count == pytest.approx(4.0, rel=0.35)
+
+
+def test_smoothgrad_is_deterministic_given_a_seed(model, photo):
+    image = resized(photo, 96)
+    first = cs.explain("smoothgrad", model, image, samples=3, sigma=0.2, seed=7)
+    again = cs.explain("smoothgrad", model, image, samples=3, sigma=0.2, seed=7)
+    other = cs.explain("smoothgrad", model, image, samples=3, sigma=0.2, seed=8)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_smoothgrad_matches_captum_noise_tunnel_on_the_same_noise(model, photo):
+    """Captum's NoiseTunnel draws its noise from the global generator in the same order as our
+    seeded generator, so seeding both feeds both the same noise tensors."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    image, samples, sigma, seed = resized(photo, 96), 4, 0.15, 11
+    std = sm.noise_scale(image, sigma)[0]
+    noisy = sm.noisy_copies(image[0], std, samples, torch.Generator().manual_seed(seed))
+    per_channel = sm.smoothgrad_average(sm.input_gradients(model, noisy, 285)[0].abs().unsqueeze(0))
+    torch.manual_seed(seed)
+    theirs = NoiseTunnel(Saliency(model)).attribute(image, nt_type="smoothgrad", nt_samples=samples,
+                                                    stdevs=std.item(), target=285)
+    assert pearson(per_channel, theirs) >= 0.99
+    # and the registered method averages the saliency maps of exactly these noisy copies
+    ours, _ = sm.smoothgrad(model, image, 285, None, samples=samples, sigma=sigma, seed=seed)
+    torch.testing.assert_close(ours[0], sm.saliency_map(sm.input_gradients(model, noisy, 285)[0]).mean(0))
+
+
+# --- Smooth Grad-CAM++ ----------------------------------------------------------------------
+
+def test_smoothgradcampp_with_zero_noise_is_gradcampp(model, photo):
+    image = resized(photo, 96)
+    smoothed, _ = sm.smoothgradcampp(model, image, None, None, samples=2, sigma=0.0)
+    plain, _ = gradient.gradcampp(model, image, None, None)
+    torch.testing.assert_close(smoothed, plain, rtol=1e-4, atol=1e-6)
+
+
+# --- SS-CAM and IS-CAM ----------------------------------------------------------------------
+
+def test_sscam_without_noise_and_iscam_with_one_step_are_scorecam(model, photo):
+    image = resized(photo, 96)
+    plain, _ = perturbation.scorecam(model, image, None, "block0")
+    smoothed, _ = sm.sscam(model, image, None, "block0", samples=1, sigma=0.0)
+    integrated, _ = sm.iscam(model, image, None, "block0", steps=1)
+    torch.testing.assert_close(smoothed, plain)
+    torch.testing.assert_close(integrated, plain)
+
+
+def test_sscam_matches_torchcam_on_the_same_noise(model, photo):
+    """Same seed, same noise order; torchcam normalises A^n before upsampling and we after
+    (``scorecam_masks``), a small difference."""
+    from torchcam.methods import SSCAM
+
+    image, samples, sigma, seed = resized(photo, 96), 3, 0.5, 2
+    ours, _ = sm.sscam(model, image, 285, "block0", samples=samples, sigma=sigma, seed=seed)
+    with SSCAM(model, target_layer="block0", num_samples=samples, std=sigma, input_shape=(3, 96, 96)) as extractor:
+        model(image)
+        torch.manual_seed(seed)
+        theirs = extractor(285)[0][0]
+    assert pearson(ours, theirs) >= 0.99
+
+
+def test_iscam_matches_torchcam_with_its_cumulative_scales(model, photo):
+    """torchcam scales the masked input by the running sums 1/N, 3/N, 6/N, ... (up to (N+1)/2),
+    we by i/N, i = 1..N (a Riemann sum of the path from black to X ⊙ mask). With torchcam's
+    scales and masks our pieces reproduce its map."""
+    from torchcam.methods import ISCAM
+
+    image, steps, layer = resized(photo, 96), 4, "block0"
+    activations, scores = plumbing.forward_activations(model, image, layer)
+    # torchcam normalises A^n before upsampling (we after): build its masks to isolate the scales
+    masks = plumbing.upsample(plumbing.normalize(activations), image.shape[-2:])[0]
+    valid = torch.ones(len(masks), dtype=torch.bool)
+    cumulative = torch.cumsum(sm.iscam_scales(steps), 0)
+    integrated = sm.integrated_masked_scores(model, image[0], masks[valid], 285, cumulative, 64)
+    weights = torch.zeros(len(masks)).masked_scatter(valid, integrated)
+    rebuilt = perturbation.scorecam_map(perturbation.scorecam_weights(weights, scores[0, 285], valid)[None],
+                                        activations)[0]
+    with ISCAM(model, target_layer=layer, num_samples=steps, input_shape=(3, 96, 96)) as extractor:
+        model(image)
+        theirs = extractor(285)[0][0]
+    assert pearson(rebuilt, theirs) >= 0.99
+    assert not torch.allclose(cumulative, sm.iscam_scales(steps))
+
+
+# --- bad parameters -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, params, message", [
+    ("smoothgrad", {"sigma": -0.1}, "sigma"),
+    ("smoothgrad", {"samples": 0}, "samples"),
+    ("smoothgrad", {"base": "no-such-method"}, "unknown base"),
+    ("smoothgrad", {"base": "scorecam"}, "not one"),
+    ("smoothgrad", {"base": "smoothgrad"}, "not one"),
+    ("smoothgradcam++", {"sigma": float("nan")}, "sigma"),
+    ("sscam", {"samples": 0}, "samples"),
+    ("integrated-gradients", {"steps": 0}, "steps"),
+    ("integrated-gradcam", {"steps": 1.5}, "steps"),
+    ("iscam", {"steps": 0}, "steps"),
+    ("integrated-gradients", {"baseline": torch.zeros(3, 10, 10)}, "baseline has shape"),
+])
+def test_bad_parameters_give_clear_errors(model, photo, method, params, message):
+    with pytest.raises(ValueError, match=message):
+        cs.explain(method, model, resized(photo, 64), **params)
+
+
+def test_integrated_gradients_attributions_rejects_a_baseline_of_the_wrong_type(model, photo):
+    with pytest.raises(TypeError, match="baseline"):
+        sm.integrated_gradients_attributions(model, resized(photo, 64), baseline="black")
