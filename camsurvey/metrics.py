@@ -119,7 +119,7 @@ def energy_pointing_game(saliency: torch.Tensor, region) -> Score:
     An all-zero map has no energy anywhere; it scores 0.
     """
     saliency = check_saliency(saliency)
-    inside = (saliency * region_masks(region, saliency)).sum(dim=(-2, -1))
+    inside = (saliency * region_masks(region, saliency).to(saliency.device)).sum(dim=(-2, -1))
     total = saliency.sum(dim=(-2, -1))
     return _score(torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total)))
 
@@ -190,8 +190,8 @@ def explanation_map(images: torch.Tensor, saliency: torch.Tensor) -> torch.Tenso
 
 def _prepare(model, images, saliency, target):
     """Checked inputs, the target per image, and the model's confidence ``s`` on the full images."""
-    images = check_images(images)
-    saliency = check_saliency(saliency, images)
+    images = check_images(images).cpu()
+    saliency = check_saliency(saliency, images).cpu()
     with torch.no_grad():
         scores = model(images.to(_device(model)))
     target = resolve_target(target, scores).cpu()
@@ -448,6 +448,17 @@ def format_table(rows: dict, columns, percent: bool = True, digits: int = 1) -> 
     return "\n".join(lines)
 
 
+def evaluate_methods(model, images, target, methods, region=None, boxes=None, *, steps: int = 16,
+                     threshold: float = IOU_THRESHOLD) -> tuple[dict, dict]:
+    """Explain ``images`` with each method and score the maps: ``({method: maps}, {method: {metric: Score}})``."""
+    maps, results = {}, {}
+    for method in methods:
+        maps[method] = explain(method, model, images, target=target).cpu()
+        results[method] = evaluate(model, images, maps[method], target, method, region, boxes,
+                                   steps=steps, threshold=threshold)
+    return maps, results
+
+
 def evaluate_photos(model, plan: dict, *, steps: int = 16, threshold: float = IOU_THRESHOLD) -> tuple[dict, dict]:
     """Explain and score the bundled photos as ``plan`` says (:func:`evaluation_plan`).
 
@@ -458,13 +469,34 @@ def evaluate_photos(model, plan: dict, *, steps: int = 16, threshold: float = IO
 
     maps, results = {}, {}
     for method, photos in plan.items():
-        images = load_images(photos)
         target = torch.tensor([photo_annotations()[p]["class_index"] for p in photos])
         boxes = [load_box(p) for p in photos]
-        maps[method] = explain(method, model, images, target=target).cpu()
-        results[method] = evaluate(model, images, maps[method], target, method, boxes, boxes,
-                                   steps=steps, threshold=threshold)
+        found = evaluate_methods(model, load_images(photos), target, [method], boxes, boxes, steps=steps,
+                                 threshold=threshold)
+        maps[method], results[method] = found[0][method], found[1][method]
     return maps, results
+
+
+def evaluate_scenes(model, methods, scenarios=None, n: int = 8, seed: int = 0, *, steps: int = 16,
+                    threshold: float = IOU_THRESHOLD) -> dict:
+    """Every metric on each scenario of the scenario dataset: ``{scenario: {method: {metric: Score}}}``.
+
+    The target is each scene's label; the pointing game uses the exact object masks, the IoU
+    the box around all objects of the target class.
+    """
+    from . import scenes as scene_data
+
+    results = {}
+    for scenario in (scene_data.SCENARIOS if scenarios is None else scenarios):
+        batch = scene_data.generate(scenario, n, seed=seed)
+        _, results[scenario] = evaluate_methods(model, batch.images, batch.labels, methods, batch.masks,
+                                                batch.target_boxes, steps=steps, threshold=threshold)
+    return results
+
+
+def winners_by_scenario(results: dict, columns) -> dict:
+    """``{scenario: {metric: best method}}`` from :func:`evaluate_scenes`' results."""
+    return {scenario: best_methods(by_method, columns) for scenario, by_method in results.items()}
 
 
 def trivial_map(kind: str, images: torch.Tensor, sigma: float = 0.25) -> torch.Tensor:

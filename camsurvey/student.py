@@ -136,6 +136,8 @@ def make_student_source(source=".", output="_build/student-src") -> Path:
         shutil.rmtree(output)
     (output / "book").mkdir(parents=True)
     for path in sorted((source / "book").iterdir()):
+        if f"book/{path.stem}" in INSTRUCTOR_PAGES:
+            continue
         if path.suffix == ".ipynb":
             nbformat.write(student_notebook(nbformat.read(path, as_version=4)), output / "book" / path.name)
         elif path.suffix == ".md":

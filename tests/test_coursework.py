@@ -112,12 +112,15 @@ def test_stub_code_keeps_signature_and_docstring_only():
 
 def test_student_edition_contains_no_solution_text(tmp_path):
     out = student.make_student_source(ROOT, tmp_path / "student-src")
-    solution_lines = set()
+    solution_lines, shared_lines = set(), set()
     for path in ASSIGNMENTS:
         for cell in nbformat.read(path, as_version=4).cells:
-            if "solution" in cell.metadata.get("tags", []):
+            if "solution" not in cell.metadata.get("tags", []):
+                shared_lines |= {line.strip() for line in cell.source.splitlines()}
+            else:
                 solution_lines |= {line.strip() for line in cell.source.splitlines()
                                    if len(line.strip()) >= 25 and not line.strip().startswith(("def ", '"""', "import", "from"))}
+    solution_lines -= shared_lines
     assert solution_lines
     for path in out.rglob("*"):
         if path.suffix in (".ipynb", ".md"):

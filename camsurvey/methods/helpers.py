@@ -35,7 +35,8 @@ from .registry import METHODS, register
 def base_method(base):
     """The registered base method ``base``; helpers cannot wrap helpers."""
     if not isinstance(base, str) or base not in METHODS:
-        raise ValueError(f"unknown base method {base!r}; choose one of {sorted(n for n in METHODS if METHODS[n].family != 'helper')}")
+        choices = sorted(name for name, entry in METHODS.items() if entry.family != "helper")
+        raise ValueError(f"unknown base method {base!r}; choose one of {choices}")
     entry = METHODS[base]
     if entry.family == "helper":
         raise ValueError(f"base method {base!r} is itself a helper; wrap a CAM method such as 'gradcam' instead")
@@ -49,7 +50,8 @@ def _check_base_params(entry, base_params) -> dict:
         raise TypeError(f"base_params must be a dict of the base method's parameters, got {type(base_params).__name__}")
     unknown = set(base_params) - set(entry.params)
     if unknown:
-        raise ValueError(f"base method {entry.name!r} has no parameter {sorted(unknown)}; its parameters are {entry.params or 'none'}")
+        raise ValueError(f"base method {entry.name!r} has no parameter {sorted(unknown)}; "
+                         f"its parameters are {entry.params or 'none'}")
     return dict(base_params)
 
 
@@ -130,7 +132,8 @@ EVET_TRANSFORMS = ("identity", "hflip", "rot90", "rot180", "rot270")
 def resolve_transforms(transforms) -> list[Transform]:
     """Names from :data:`TRANSFORMS` and/or :class:`Transform` objects, as a list of transforms."""
     if isinstance(transforms, (str, Transform)) or not isinstance(transforms, (list, tuple)):
-        raise TypeError(f"transforms must be a list or tuple of names from {sorted(TRANSFORMS)} or Transform objects, got {transforms!r}")
+        raise TypeError(f"transforms must be a list or tuple of names from {sorted(TRANSFORMS)} "
+                        f"or Transform objects, got {transforms!r}")
     if len(transforms) == 0:
         raise ValueError("transforms is empty; give at least one, e.g. ('identity',)")
     resolved = []
@@ -155,7 +158,8 @@ def evet_cost(channels, positions, *, base="gradcam", transforms=EVET_TRANSFORMS
     """Passes per image: the base method's, once per transformation, plus one forward pass to fix the class."""
     entry = base_method(base)
     count = len(resolve_transforms(transforms))
-    cost = {kind: count * n for kind, n in _base_cost(entry, channels, positions, _check_base_params(entry, base_params)).items()}
+    base_cost = _base_cost(entry, channels, positions, _check_base_params(entry, base_params))
+    cost = {kind: count * n for kind, n in base_cost.items()}
     cost["forward"] = cost.get("forward", 0) + 1
     return cost
 
@@ -263,7 +267,8 @@ def _check_sess_params(scales, window, step, pre_filter, threshold, batch_size):
     for scale in scales:
         positive_int("each scale", scale)
         if scale < window:
-            raise ValueError(f"scale {scale} is smaller than the window ({window} pixels); every scale must be >= window")
+            raise ValueError(f"scale {scale} is smaller than the window ({window} pixels); "
+                             "every scale must be >= window")
     if isinstance(pre_filter, bool) or not isinstance(pre_filter, (int, float)) or not 0 <= pre_filter < 1:
         raise ValueError(f"pre_filter is the fraction of patches dropped and must lie in [0, 1), got {pre_filter!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
@@ -277,7 +282,8 @@ def sess_cost(channels, positions, *, base="gradcam", scales=SESS_SCALES, window
     entry = base_method(base)
     patches = sess_patch_count(scales, window, step)
     kept = sess_kept(patches, pre_filter)
-    cost = {kind: kept * n for kind, n in _base_cost(entry, channels, positions, _check_base_params(entry, base_params)).items()}
+    base_cost = _base_cost(entry, channels, positions, _check_base_params(entry, base_params))
+    cost = {kind: kept * n for kind, n in base_cost.items()}
     cost["forward"] = cost.get("forward", 0) + 1 + patches
     return cost
 
