@@ -64,6 +64,7 @@ def targets(model, images):
 def run_pytorch_grad_cam(peer, model, images, targets, layer, **options):
     """The peer's final maps (B, H, W). Its input must require gradients: our model is frozen."""
     with peer(model=model, target_layers=[model.layer(layer)], **options) as cam:
+        cam.batch_size = 32  # the batch Score-CAM and Ablation-CAM use (speed only)
         maps = cam(input_tensor=images.clone().requires_grad_(True),
                    targets=[ClassifierOutputTarget(int(c)) for c in targets])
     return torch.from_numpy(np.asarray(maps))
@@ -114,13 +115,13 @@ def test_scorecam_differs_from_pytorch_grad_cam_only_by_its_mask_upsampling(mode
     constant channels as all-black masks. Our eq. (4) agrees with it to about 0.98; the same
     building blocks with the peer's upsampling agree with it to 0.999."""
     theirs = run_pytorch_grad_cam(pytorch_grad_cam.ScoreCAM, model, small, targets[:1], FEW_CHANNELS)
-    ours = cs.explain("scorecam", model, small, target=targets[:1], layer=FEW_CHANNELS)
+    ours = cs.explain("scorecam", model, small, target=targets[:1], layer=FEW_CHANNELS, batch_size=32)
     activations, scores = forward_activations(model, small, FEW_CHANNELS)
     upsampled = F.interpolate(activations, size=small.shape[-2:], mode="bilinear", align_corners=True)[0]
     low, high = upsampled.amin(dim=(-2, -1), keepdim=True), upsampled.amax(dim=(-2, -1), keepdim=True)
     masks = (upsampled - low) / (high - low + 1e-8)
     c = int(targets[0])
-    masked = perturbation.masked_class_scores(model, small[0], masks, c, 8)
+    masked = perturbation.masked_class_scores(model, small[0], masks, c, 32)
     weights = perturbation.scorecam_weights(masked, scores[0, c], torch.ones_like(masked, dtype=torch.bool))
     emulated = cs.plumbing.normalize(cs.plumbing.upsample(perturbation.scorecam_map(weights[None], activations), small.shape[-2:]))
     assert pearson(ours[0], theirs[0]) >= 0.97
@@ -144,7 +145,7 @@ def test_methods_match_torchcam_on_raw_maps(name, peer, model, images, targets):
 def test_scorecam_matches_torchcam_on_raw_maps(model, small, targets):
     """torchcam normalises A^n before upsampling it (we after): masks differ by an affine map."""
     theirs = run_torchcam(torchcam_methods.ScoreCAM, model, small, targets[:1], FEW_CHANNELS, gradients=False)
-    ours, _ = cs.METHODS["scorecam"].function(model, small, targets[:1], FEW_CHANNELS)
+    ours, _ = cs.METHODS["scorecam"].function(model, small, targets[:1], FEW_CHANNELS, batch_size=32)
     assert pearson(ours[0], theirs[0]) >= 0.99
 
 
