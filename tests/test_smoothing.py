@@ -156,8 +156,10 @@ def test_sscam_without_noise_and_iscam_with_one_step_are_scorecam(model, photo):
     plain, _ = perturbation.scorecam(model, image, None, "block0")
     smoothed, _ = sm.sscam(model, image, None, "block0", samples=1, sigma=0.0)
     integrated, _ = sm.iscam(model, image, None, "block0", steps=1)
-    torch.testing.assert_close(smoothed, plain)
-    torch.testing.assert_close(integrated, plain)
+    # the same sums in other batch layouts: equal up to float32 rounding of the scores
+    scale = plain.abs().max()
+    torch.testing.assert_close(smoothed / scale, plain / scale, rtol=0, atol=1e-4)
+    torch.testing.assert_close(integrated / scale, plain / scale, rtol=0, atol=1e-4)
 
 
 def test_sscam_matches_torchcam_on_the_same_noise(model, photo):
