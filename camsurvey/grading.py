@@ -137,11 +137,19 @@ def _smooth_images(generator, batch: int, size: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- exercise: CAM (eq. 1)
 
-def _cam_case(generator, index):
-    batch, channels = _randint(generator, 1, 3), _randint(generator, 2, 6)
-    height, width = _spatial_size(generator)
-    return {"fc_weights": _randn(generator, batch, channels),
-            "activations": torch.relu(_randn(generator, batch, channels, height, width))}
+def _weights_and_activations_case(weights_name):
+    """Cases of (B, K) channel weights named ``weights_name`` and (B, K, h, w) ReLU'd activations."""
+
+    def case(generator, index):
+        batch, channels = _randint(generator, 1, 3), _randint(generator, 2, 6)
+        height, width = _spatial_size(generator)
+        return {weights_name: _randn(generator, batch, channels),
+                "activations": torch.relu(_randn(generator, batch, channels, height, width))}
+
+    return case
+
+
+_cam_case = _weights_and_activations_case("fc_weights")
 
 
 CAM_MAP = Exercise(
@@ -180,11 +188,7 @@ GRADCAM_WEIGHTS = Exercise(
     "a_n is the spatial mean of dy^c/dA^n: one number per image and channel, shape (B, K).")
 
 
-def _gradcam_map_case(generator, index):
-    batch, channels = _randint(generator, 1, 3), _randint(generator, 2, 6)
-    height, width = _spatial_size(generator)
-    return {"weights": _randn(generator, batch, channels),
-            "activations": torch.relu(_randn(generator, batch, channels, height, width))}
+_gradcam_map_case = _weights_and_activations_case("weights")
 
 
 GRADCAM_MAP = Exercise(
