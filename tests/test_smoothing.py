@@ -149,6 +149,36 @@ def test_smoothgradcampp_with_zero_noise_is_gradcampp(model, photo):
     torch.testing.assert_close(smoothed, plain, rtol=1e-4, atol=1e-6)
 
 
+def test_torchcam_smoothgradcampp_weights_the_last_noisy_gradient_not_the_average(model, photo):
+    """Why torchcam's Smooth Grad-CAM++ disagrees with ours. Given the same noisy copies,
+    torchcam's map is rebuilt exactly by three departures from Omeiza et al.'s formula: the
+    ReLU in the weights takes the *last* noisy copy's gradient instead of the average over the
+    copies, the weighted sum uses the last noisy copy's activations instead of the clean
+    image's, and the alphas' denominator sums ``A_ab <g^3>_ab`` over positions instead of
+    ``sum_ab A_ab`` times ``<g^3>_ij``. The formula as published (ours) gives another map."""
+    from torch.distributions import Normal
+    from torchcam.methods import SmoothGradCAMpp
+
+    image, layer, samples, std, seed = photo, "conv_head", 4, 0.3, 3
+    activations, _, _, target = plumbing.forward_and_backward(model, image, layer, None)
+    with SmoothGradCAMpp(model, target_layer=layer, num_samples=samples, std=std) as extractor:
+        model(image)
+        torch.manual_seed(seed)
+        theirs = extractor(int(target[0]))[0][0]
+    torch.manual_seed(seed)  # the same noise, drawn the way torchcam draws it
+    passes = [plumbing.forward_and_backward(model, image + Normal(0, std).sample(image.shape), layer, target)
+              for _ in range(samples)]
+    gradients, last_activations = torch.cat([p[1] for p in passes]), passes[-1][0][0]
+    mean_g, mean_g2, mean_g3 = sm.gradient_moments(gradients)
+    torchcam_alphas = mean_g2 / (2 * mean_g2 + (mean_g3 * activations[0]).sum(dim=(-2, -1), keepdim=True) + 1e-8)
+    torchcam_weights = (torchcam_alphas * torch.relu(gradients[-1])).sum(dim=(-2, -1))
+    torchcam_rule = torch.relu((torchcam_weights[:, None, None] * last_activations).sum(dim=0))
+    published = torch.relu((sm.smoothgradcampp_weights(mean_g, mean_g2, mean_g3, activations[0])[:, None, None]
+                            * activations[0]).sum(dim=0))
+    assert pearson(torchcam_rule, theirs) >= 0.999
+    assert pearson(published, theirs) < 0.99
+
+
 # --- SS-CAM and IS-CAM ----------------------------------------------------------------------
 
 def test_sscam_without_noise_and_iscam_with_one_step_are_scorecam(model, photo):
