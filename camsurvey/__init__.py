@@ -13,6 +13,7 @@ from .predict import predict, top_k
 from . import viz  # noqa: E402
 from . import scenes  # noqa: E402
 from . import metrics  # noqa: E402
+from . import deploy  # noqa: E402  (ONNX export; onnxruntime is imported only when used)
 
 __version__ = "0.1.0"
 

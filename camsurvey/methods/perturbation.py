@@ -89,12 +89,21 @@ def scorecam(model, images, target=None, layer=None, *, batch_size=SCORECAM_BATC
     _check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
+    return scorecam_maps(model, images, activations, scores, target, batch_size), target
+
+
+def scorecam_maps(model, images, activations, scores, target, batch_size) -> torch.Tensor:
+    """Eq. (4) for each image, given its activations A, class scores and target class.
+
+    ``model`` is anything that maps a batch of [0, 1] images to class scores: the PyTorch
+    model here, an exported one (``camsurvey.deploy.OnnxModel``) on ONNX Runtime.
+    """
     maps = []
     for b, image in enumerate(images):
         masked_scores, valid = scorecam_channel_scores(model, image, activations[b], target[b], batch_size)
         weights = scorecam_weights(masked_scores, scores[b, target[b]], valid)
         maps.append(scorecam_map(weights.unsqueeze(0), activations[b : b + 1])[0])
-    return torch.stack(maps), target
+    return torch.stack(maps)
 
 
 # --- Ablation-CAM ---------------------------------------------------------------------------
@@ -124,12 +133,18 @@ def ablationcam(model, images, target=None, layer=None, *, batch_size=256):
     _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
+    return ablationcam_maps(head, activations, scores, target, batch_size), target
+
+
+def ablationcam_maps(head, activations, scores, target, batch_size) -> torch.Tensor:
+    """``ReLU(sum_k w_k A^k)`` with Ablation-CAM's weights, for each image; ``head`` maps
+    activations to class scores (a PyTorch module, or ``OnnxModel.head`` on ONNX Runtime)."""
     maps = []
-    for b in range(len(images)):
+    for b in range(len(activations)):
         ablated = ablated_class_scores(head, activations[b], target[b], batch_size)
         weights = ablationcam_weights(scores[b, target[b]], ablated)
         maps.append(torch.relu(weighted_sum(weights.unsqueeze(0), activations[b : b + 1]))[0])
-    return torch.stack(maps), target
+    return torch.stack(maps)
 
 
 # --- Recipro-CAM ----------------------------------------------------------------------------
@@ -159,12 +174,18 @@ def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", bat
     _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
+    return reciprocam_maps(head, activations, target, kernel, batch_size), target
+
+
+def reciprocam_maps(head, activations, target, kernel, batch_size) -> torch.Tensor:
+    """Recipro-CAM's (h, w) map of softmax scores for each image; ``head`` maps activations
+    to class scores (a PyTorch module, or ``OnnxModel.head`` on ONNX Runtime)."""
     height, width = activations.shape[-2:]
     masks = reciprocam_masks(height, width, kernel, activations.device).unsqueeze(1)  # (hw, 1, h, w)
     maps = []
     with torch.no_grad():
-        for b in range(len(images)):
+        for b in range(len(activations)):
             probabilities = torch.cat([torch.softmax(head(activations[b] * masks[chunk]), dim=1)[:, target[b]]
                                        for chunk in batches(len(masks), batch_size)])
             maps.append(probabilities.reshape(height, width))
-    return torch.stack(maps), target
+    return torch.stack(maps)

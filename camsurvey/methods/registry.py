@@ -83,14 +83,19 @@ def explain(method: str, model: CamModel, images: torch.Tensor, target=None, lay
             f"method {method!r} has no parameter {sorted(unknown)}; its parameters are "
             f"{entry.params or 'none'}"
         )
+    function = entry.function
     if not isinstance(model, CamModel):
-        raise TypeError(
-            f"model must be a camsurvey model (from camsurvey.load_model), got {type(model).__name__}"
-        )
-    if layer is not None:
+        from ..deploy import OnnxModel, onnx_method  # here, not at the top: deploy imports the methods
+        if not isinstance(model, OnnxModel):
+            raise TypeError(
+                f"model must be a camsurvey model (from camsurvey.load_model or camsurvey.deploy.load), "
+                f"got {type(model).__name__}"
+            )
+        function = onnx_method(entry, model, layer)  # a gradient method raises, naming the gradient-free ones
+    elif layer is not None:
         model.layer(layer)  # raises a ValueError listing the valid layers
     images = check_images(images, model)
-    maps, _ = entry.function(model, images, target, layer, **params)
+    maps, _ = function(model, images, target, layer, **params)
     maps = upsample(maps.detach().float(), images.shape[-2:])
     maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
     return normalize(maps)

@@ -97,7 +97,11 @@ class CamModel(nn.Sequential):
             )
         index = names.index(name) + 1  # +1: the normalisation stage comes first
         stages = list(self.named_children())
-        return nn.Sequential(OrderedDict(stages[: index + 1])), nn.Sequential(OrderedDict(stages[index + 1 :]))
+        features, head = nn.Sequential(OrderedDict(stages[: index + 1])), nn.Sequential(OrderedDict(stages[index + 1 :]))
+        # the new containers share the stages; give them the model's mode (a fresh container is
+        # in training mode, and a later .train()/.eval() on it would otherwise flip the shared stages)
+        features.training = head.training = self.training
+        return features, head
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, default_layer={self.default_layer!r}, classes={self.num_classes}"
