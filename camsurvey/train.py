@@ -46,6 +46,26 @@ def data_options(name: str, split: str) -> dict:
     return {}
 
 
+# The scene model learns from every symmetry of the square (each object is drawn at a random
+# angle, so a rotated or mirrored scene is another valid scene); the cue model sees its scenes
+# as drawn, so that its spurious mark stays in the top-left corner where the bias experiment
+# looks for it.
+AUGMENTATION = {"scenes_cnn": "dihedral", "scenes_cnn_cue": "none"}
+
+
+def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """``"dihedral"``: each image under a random one of the 8 symmetries of the square (quarter
+    turns, with or without a mirror); ``"none"``: the images as they are."""
+    if kind == "none":
+        return images
+    if kind != "dihedral":
+        raise ValueError(f"unknown augmentation {kind!r}; choose 'dihedral' or 'none'")
+    turns = torch.randint(0, 4, (len(images),), generator=generator)
+    mirrored = torch.rand(len(images), generator=generator) < 0.5
+    images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+    return torch.stack([torch.rot90(image, int(k), dims=(-2, -1)) for image, k in zip(images, turns)])
+
+
 def predict_labels(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Top-1 class of each image (the model in eval mode, no gradients)."""
     model.eval()
@@ -92,8 +112,8 @@ def evaluation_sets(name: str, size: int, seed: int) -> dict:
     return {"none": scenes.generate_mixed(SINGLE, size, seed)}
 
 
-def train(name: str = "scenes_cnn", *, train_size: int = 12000, validation_size: int = 1000, test_size: int = 2000,
-          epochs: int = 6, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
+def train(name: str = "scenes_cnn", *, train_size: int = 20000, validation_size: int = 1000, test_size: int = 2000,
+          epochs: int = 16, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
           threads: int = 1, progress: bool = True, log=print):
     """Train model ``name``; returns ``(model, record)``, the record being what the JSON log holds."""
     if name not in SCENE_MODELS:
@@ -112,7 +132,7 @@ def train(name: str = "scenes_cnn", *, train_size: int = 12000, validation_size:
                                        **data_options(name, "validation"))
     log(f"generated {train_size} training and {validation_size} validation scenes "
         f"in {time.perf_counter() - started:.0f} s")
-    model = scenes_cnn(name)
+    model = scenes_cnn(name).to(memory_format=torch.channels_last)  # about 20 % faster on a CPU
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-train_size // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch,
@@ -130,8 +150,7 @@ def train(name: str = "scenes_cnn", *, train_size: int = 12000, validation_size:
         for part in batches:
             index = order[part]
             images, labels = train_set.images[index], train_set.labels[index]
-            flip = torch.rand(len(index), generator=generator) < 0.5  # shapes are mirror-symmetric classes
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            images = augment(images, AUGMENTATION[name], generator).contiguous(memory_format=torch.channels_last)
             scores = model(images)
             loss = F.cross_entropy(scores, labels)
             optimizer.zero_grad()
@@ -156,7 +175,7 @@ def train(name: str = "scenes_cnn", *, train_size: int = 12000, validation_size:
                      "seed": seed, "threads": threads, "scenarios": list(SINGLE),
                      "data_seeds": {"train": TRAIN_SEED + seed, "validation": VALIDATION_SEED + seed,
                                     "test": TEST_SEED + seed},
-                     "train_data": data_options(name, "train")},
+                     "train_data": data_options(name, "train"), "augmentation": AUGMENTATION[name]},
         "history": history,
         "test_accuracy": {cue: round(accuracy(model, batch), 5) for cue, batch in tests.items()},
         "confusion_matrix": confusion_matrix(model, next(iter(tests.values()))).tolist(),
@@ -194,10 +213,10 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite existing files in --output")
     parser.add_argument("--update-data", action="store_true",
                         help="write the committed files data/NAME.pt and data/NAME.json instead (overwrites them)")
-    parser.add_argument("--train-size", type=int, default=12000, help="training scenes (default 12000)")
+    parser.add_argument("--train-size", type=int, default=20000, help="training scenes (default 20000)")
     parser.add_argument("--validation-size", type=int, default=1000, help="validation scenes (default 1000)")
     parser.add_argument("--test-size", type=int, default=2000, help="held-out test scenes (default 2000)")
-    parser.add_argument("--epochs", type=int, default=6, help="passes over the training scenes (default 6)")
+    parser.add_argument("--epochs", type=int, default=16, help="passes over the training scenes (default 16)")
     parser.add_argument("--batch-size", type=int, default=128, help="default 128")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the order and the data")

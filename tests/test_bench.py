@@ -116,3 +116,28 @@ def test_scorecam_matches_its_slow_one_channel_at_a_time_reference():
 def test_unknown_method_is_refused_with_the_list_of_names():
     with pytest.raises(ValueError, match="gradcam"):
         bench.run_benchmark(methods=["no-such-method"], size=64)
+
+
+def test_target_checks_read_each_target_from_the_run():
+    run = {"methods": {
+        "scorecam": {"median_s": 10.0, "ratio_to_irreducible": 1.1, "reference": {"pearson": 0.9995},
+                     "peers": {"pytorch-grad-cam": {"median_s": 25.0, "pearson": 0.995},
+                               "torchcam": {"median_s": 15.0, "pearson": 0.98}}},
+        "ablationcam": {"median_s": 0.2, "ratio_to_irreducible": 1.5,
+                        "peers": {"pytorch-grad-cam": {"median_s": 30.0, "pearson": 0.9}}},
+        "reciprocam": {"median_s": 0.1, "ratio_to_irreducible": 1.0, "peers": {}},
+        "gradcam": {"skipped": "not timed"},
+    }}
+    met = {check["claim"]: check["met"] for check in bench.target_checks(run)}
+    assert met["scorecam speedup over pytorch-grad-cam"] is True        # 2.5x
+    assert met["scorecam speedup over torchcam"] is False               # 1.5x
+    assert met["scorecam Pearson with torchcam"] is False
+    assert met["scorecam Pearson with the slow eq. 4 reference"] is True
+    assert met["ablationcam speedup over pytorch-grad-cam's ablationcam"] is True   # 150x
+    assert met["reciprocam speedup over pytorch-grad-cam's ablationcam"] is True    # 300x
+    assert met["ablationcam time / irreducible work"] is False
+    assert "gradcam time / irreducible work" not in met
+    del run["methods"]["ablationcam"]["peers"]["pytorch-grad-cam"]
+    unmeasured = {check["claim"]: check for check in bench.target_checks(run)}
+    assert unmeasured["reciprocam speedup over pytorch-grad-cam's ablationcam"]["met"] is None
+    assert "not measured" in bench.format_checks(list(unmeasured.values()))

@@ -151,12 +151,8 @@ def test_committed_model_reaches_its_reported_accuracy_on_fresh_scenes():
     fresh = scenes.generate_mixed(train.SINGLE, 2000, seed=FRESH_SEED)
     measured = train.accuracy(model, fresh)
     reported = log["test_accuracy"]["none"]
-    # The target is 95 %; the committed model does not reach it yet (see data/scenes_cnn.json
-    # and the chapter). What must hold is that the logged figure is what the weights really do:
-    # within 1 %, or three binomial standard errors of 2000 fresh scenes where that is larger.
-    tolerance = max(0.01, 3 * (reported * (1 - reported) / len(fresh.labels)) ** 0.5)
-    assert abs(measured - reported) <= tolerance
-    assert measured > 0.5  # far above the 1/6 of chance
+    assert reported >= 0.95  # the target, as the training run measured it on its own 2000 test scenes
+    assert abs(measured - reported) <= 0.01  # and what the committed weights do on 2000 fresh ones
 
 
 def test_cue_model_relies_on_the_cue():
@@ -180,6 +176,19 @@ def test_short_training_run_learns():
     first, last = record["history"][0], record["history"][-1]
     assert last["train_loss"] < first["train_loss"] - 0.1
     assert last["train_accuracy"] > 0.25
+
+
+def test_dihedral_augmentation_gives_a_seeded_symmetry_of_each_scene():
+    images = scenes.generate("small", 16, seed=FRESH_SEED).images
+    first = train.augment(images, "dihedral", torch.Generator().manual_seed(0))
+    assert torch.equal(first, train.augment(images, "dihedral", torch.Generator().manual_seed(0)))
+    for augmented, original in zip(first, images):
+        symmetries = [torch.rot90(view, k, dims=(-2, -1)) for view in (original, original.flip(-1)) for k in range(4)]
+        assert any(torch.equal(augmented, s) for s in symmetries)
+    assert not torch.equal(first, images)  # 16 draws of 8 symmetries: not all the identity
+    assert train.augment(images, "none", torch.Generator()) is images
+    with pytest.raises(ValueError, match="dihedral"):
+        train.augment(images, "shear", torch.Generator())
 
 
 def test_train_cli_refuses_to_overwrite_without_force(tmp_path, capsys):

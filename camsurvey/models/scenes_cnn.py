@@ -1,6 +1,6 @@
 """The small CNNs trained on the scenario dataset (:mod:`camsurvey.scenes`).
 
-Five convolution blocks (convolution, BatchNorm, ReLU), then global average pooling and
+Six convolution blocks (convolution, BatchNorm, ReLU), then global average pooling and
 one linear layer, so CAM (eq. 1) applies exactly at the last block, whose 8 x 8 output
 (for 64 x 64 images) is the default CAM layer. Two trained copies ship in ``data/``:
 
@@ -28,8 +28,8 @@ from ..scenes import CLASSES
 from .base import CamModel, GlobalAvgPool, Normalize
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
-# block: (in channels, out channels, stride); 64 px -> 32 -> 16 -> 16 -> 8 -> 8
-BLOCKS = [(3, 16, 2), (16, 32, 2), (32, 48, 1), (48, 64, 2), (64, 96, 1)]
+# block: (in channels, out channels, stride); 64 px -> 32 -> 32 -> 16 -> 16 -> 8 -> 8
+BLOCKS = [(3, 24, 2), (24, 32, 1), (32, 48, 2), (48, 64, 1), (64, 96, 2), (96, 128, 1)]
 SCENE_MODELS = ("scenes_cnn", "scenes_cnn_cue")
 # the scene statistics are close to 0.5 +- 0.25 per channel
 SCENE_MEAN, SCENE_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -45,7 +45,7 @@ def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 def scenes_cnn(name: str = "scenes_cnn", categories=CLASSES) -> CamModel:
-    """The architecture, with fresh (PyTorch default) weights; about 100k parameters."""
+    """The architecture, with fresh (PyTorch default) weights; about 220k parameters."""
     stages = OrderedDict(normalize=Normalize(SCENE_MEAN, SCENE_STD))
     for index, (cin, cout, stride) in enumerate(BLOCKS, start=1):
         stages[f"block{index}"] = conv_bn_relu(cin, cout, stride)
