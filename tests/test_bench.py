@@ -141,3 +141,15 @@ def test_target_checks_read_each_target_from_the_run():
     unmeasured = {check["claim"]: check for check in bench.target_checks(run)}
     assert unmeasured["reciprocam speedup over pytorch-grad-cam's ablationcam"]["met"] is None
     assert "not measured" in bench.format_checks(list(unmeasured.values()))
+
+
+def test_the_recorded_full_run_holds_every_number_its_checks_need():
+    recorded = bench.load_recorded("efficientnet_lite0_224_cpu")
+    settings = recorded["settings"]
+    assert settings["input_size"] == 224 and settings["model"] == "efficientnet_lite0"
+    assert not settings["pytorch-grad-cam_skipped"] and not settings["torchcam_skipped"]
+    checks = bench.target_checks(recorded)
+    assert all(check["measured"] is not None for check in checks)
+    assert {"scorecam", "ablationcam", "reciprocam", "gradcam"} <= set(recorded["methods"])
+    with pytest.raises(FileNotFoundError, match="available"):
+        bench.load_recorded("no_such_run")
