@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -129,8 +130,77 @@ TRANSFORMS: dict[str, Transform] = {
 EVET_TRANSFORMS = ("identity", "hflip", "rot90", "rot180", "rot270")
 
 
+def numpy_intensity(name: str, function: Callable) -> Transform:
+    """An intensity transformation from ``function``, a map of one (H, W, 3) float image in [0, 1]
+    to another (e.g. from ``skimage.exposure``), applied image by image; its inverse on a map is
+    the identity."""
+
+    def forward(images):
+        pixels = images.detach().permute(0, 2, 3, 1).double().cpu().numpy()
+        out = torch.stack([torch.from_numpy(np.ascontiguousarray(function(image), dtype=np.float64))
+                           for image in pixels]).permute(0, 3, 1, 2)
+        return torch.nan_to_num(out, nan=0.0).clamp(0, 1).to(images.dtype).to(images.device)
+
+    return Transform(name, forward, _same)
+
+
+def equalize() -> Transform:
+    """Histogram equalisation (``skimage.exposure.equalize_hist``): one mapping for all three
+    channels, computed from the pooled histogram of the image, so the channels keep their order."""
+    def pooled(image):
+        import warnings
+
+        from skimage import exposure
+
+        with warnings.catch_warnings():  # pooling the channels is intended here
+            warnings.filterwarnings("ignore", message="This might be a color image")
+            return exposure.equalize_hist(image)
+
+    return numpy_intensity("equalize", pooled)
+
+
+def adaptive_equalize(clip_limit: float = 0.01) -> Transform:
+    """Contrast-limited adaptive histogram equalisation, CLAHE (``skimage.exposure.equalize_adapthist``):
+    equalisation in tiles of 1/8 of the image side, on the HSV value channel."""
+    def clahe(image):
+        from skimage import exposure
+
+        return exposure.equalize_adapthist(image, clip_limit=clip_limit)
+
+    return numpy_intensity("adaptive_equalize", clahe)
+
+
+def adaptive_filter(size: int = 3) -> Transform:
+    """Adaptive (local Wiener) filtering: in a ``size`` x ``size`` window with local mean m and
+    variance v, each pixel becomes ``m + max(0, v - n) / v * (x - m)``, n being the channel's mean
+    local variance; flat regions are smoothed, edges kept."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
+        raise ValueError(f"the adaptive filter's window size must be an odd integer >= 3, got {size!r}")
+
+    def local_mean(x):
+        return F.avg_pool2d(F.pad(x, [size // 2] * 4, mode="replicate"), size, stride=1)
+
+    def forward(images):
+        mean = local_mean(images)
+        variance = (local_mean(images * images) - mean * mean).clamp_min(0)
+        noise = variance.mean(dim=(-2, -1), keepdim=True)
+        gain = torch.where(variance > noise, (variance - noise) / variance.clamp_min(1e-12), torch.zeros_like(variance))
+        return (mean + gain * (images - mean)).clamp(0, 1)
+
+    return Transform("adaptive_filter", forward, _same)
+
+
+# intensity transformations for EVET (survey Section VI.B): they change pixel values, move no pixel
+INTENSITY_TRANSFORMS: dict[str, Transform] = {
+    "contrast": Transform("contrast", contrast(1.5).forward, _same),
+    "equalize": equalize(),
+    "adaptive_equalize": adaptive_equalize(),
+    "adaptive_filter": adaptive_filter(),
+}
+
+
 def resolve_transforms(transforms) -> list[Transform]:
-    """Names from :data:`TRANSFORMS` and/or :class:`Transform` objects, as a list of transforms."""
+    """Names from :data:`TRANSFORMS` or :data:`INTENSITY_TRANSFORMS` and/or :class:`Transform` objects, as a list."""
     if isinstance(transforms, (str, Transform)) or not isinstance(transforms, (list, tuple)):
         raise TypeError(f"transforms must be a list or tuple of names from {sorted(TRANSFORMS)} "
                         f"or Transform objects, got {transforms!r}")
@@ -142,8 +212,11 @@ def resolve_transforms(transforms) -> list[Transform]:
             resolved.append(transform)
         elif isinstance(transform, str) and transform in TRANSFORMS:
             resolved.append(TRANSFORMS[transform])
+        elif isinstance(transform, str) and transform in INTENSITY_TRANSFORMS:
+            resolved.append(INTENSITY_TRANSFORMS[transform])
         else:
-            raise ValueError(f"unknown transform {transform!r}; choose from {sorted(TRANSFORMS)} or pass a Transform")
+            raise ValueError(f"unknown transform {transform!r}; choose from {sorted(TRANSFORMS)}, "
+                             f"{sorted(INTENSITY_TRANSFORMS)} or pass a Transform")
     return resolved
 
 
