@@ -285,7 +285,7 @@ def scorecam(model: OnnxModel, images, target=None, layer=None, *, batch_size=pe
     return perturbation.scorecam_maps(model, images, activations, scores, target, batch_size), target
 
 
-def ablationcam(model: OnnxModel, images, target=None, layer=None, *, batch_size=256):
+def ablationcam(model: OnnxModel, images, target=None, layer=None, *, batch_size=128):
     """Ablation-CAM, with its 1 forward and K head passes per image in ONNX Runtime."""
     perturbation._check_batch_size(batch_size)
     activations = model.features(images)

@@ -115,7 +115,7 @@ def ablationcam_weights(score: torch.Tensor, ablated_scores: torch.Tensor) -> to
     return (score.unsqueeze(-1) - ablated_scores) / safe.unsqueeze(-1)
 
 
-def ablated_class_scores(head, activations, class_index, batch_size=256) -> torch.Tensor:
+def ablated_class_scores(head, activations, class_index, batch_size=128) -> torch.Tensor:
     """``y^c_k``: the class score when channel k of one image's (K, h, w) activations is zeroed, for every k."""
     channels = activations.shape[0]
     keep = 1 - torch.eye(channels, device=activations.device)[:, :, None, None]  # row k: all but channel k
@@ -127,7 +127,7 @@ def ablated_class_scores(head, activations, class_index, batch_size=256) -> torc
           reference="desai2020ablation", passes="1 forward + K head passes",
           cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": channels},
           needs_gradients=False, needs_head=True)
-def ablationcam(model, images, target=None, layer=None, *, batch_size=256):
+def ablationcam(model, images, target=None, layer=None, *, batch_size=128):
     """Ablation-CAM: each channel zeroed in turn, the head re-run on the ablated feature maps."""
     _check_batch_size(batch_size)
     _, head = model.split(layer)
