@@ -123,21 +123,14 @@ def export(model: CamModel, folder=None, layer: str | None = None, *, input_size
     path = _check_folder(folder, overwrite)
     (path / MANIFEST_FILE).unlink(missing_ok=True)  # an export that fails half-way must not look complete
 
-    modes = {module: module.training for module in model.modules()}
-    features.eval()  # the exporter restores each container's mode on all its modules afterwards:
-    head.eval()      # a fresh nn.Sequential is in training mode, which would switch BatchNorm to batch statistics
     device = model.device
-    try:
-        with torch.no_grad():
-            example = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
-            activations = features(example)
-            _export_graph(features, example, path / FEATURES_FILE, "images", "activations", opset)
-            _export_graph(head, activations, path / HEAD_FILE, "activations", "scores", opset)
-            check = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(1)).to(device)
-            expected = model(check).cpu().numpy()
-    finally:
-        for module, training in modes.items():
-            module.train(training)
+    with torch.no_grad():  # the exporter restores each half's mode afterwards: split() gives them the model's
+        example = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
+        activations = features(example)
+        _export_graph(features, example, path / FEATURES_FILE, "images", "activations", opset)
+        _export_graph(head, activations, path / HEAD_FILE, "activations", "scores", opset)
+        check = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(1)).to(device)
+        expected = model(check).cpu().numpy()
 
     import camsurvey
     manifest = {
@@ -285,7 +278,7 @@ def scorecam(model: OnnxModel, images, target=None, layer=None, *, batch_size=pe
     return perturbation.scorecam_maps(model, images, activations, scores, target, batch_size), target
 
 
-def ablationcam(model: OnnxModel, images, target=None, layer=None, *, batch_size=128):
+def ablationcam(model: OnnxModel, images, target=None, layer=None, *, batch_size=perturbation.ABLATIONCAM_BATCH_SIZE):
     """Ablation-CAM, with its 1 forward and K head passes per image in ONNX Runtime."""
     perturbation._check_batch_size(batch_size)
     activations = model.features(images)
@@ -294,7 +287,8 @@ def ablationcam(model: OnnxModel, images, target=None, layer=None, *, batch_size
     return perturbation.ablationcam_maps(model.head, activations, scores, target, batch_size), target
 
 
-def reciprocam(model: OnnxModel, images, target=None, layer=None, *, kernel="gaussian", batch_size=256):
+def reciprocam(model: OnnxModel, images, target=None, layer=None, *, kernel="gaussian",
+               batch_size=perturbation.RECIPROCAM_BATCH_SIZE):
     """Recipro-CAM, with its 1 forward and h*w head passes per image in ONNX Runtime."""
     perturbation._check_batch_size(batch_size)
     activations = model.features(images)

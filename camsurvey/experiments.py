@@ -30,16 +30,14 @@ from scipy import stats
 from . import scenes as scene_data
 from .methods import explain
 from .methods.helpers import EVET_TRANSFORMS, INTENSITY_TRANSFORMS
-from .metrics import (HIGHER_IS_BETTER, Score, energy_pointing_game, evaluate, evaluate_scenes, format_table,
+from .metrics import (HIGHER_IS_BETTER, Score, _score, energy_pointing_game, evaluate, evaluate_scenes, format_table,
                       make_explainer, passes_per_image)
-from .plumbing import batches, check_images
+from .predict import predict_labels as predicted_labels  # the name the chapters use
 
 SCENARIOS = ("large", "small", "same", "different")  # the four settings Section VI.C names
 
 
-def _scores(per_image: torch.Tensor) -> Score:
-    per_image = per_image.detach().double().cpu()
-    return Score(per_image, float(per_image.mean()))
+_scores = _score  # a Score from per-image values (metrics' own helper)
 
 
 def _check_methods(methods) -> list[str]:
@@ -49,13 +47,6 @@ def _check_methods(methods) -> list[str]:
 
 
 # ---------------------------------------------------------------- VI.A: diagnosing errors
-
-def predicted_labels(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """The model's top-1 class of each image, (B,) on the CPU."""
-    images = check_images(images, model)
-    with torch.no_grad():
-        return torch.cat([model(images[chunk]).argmax(1) for chunk in batches(len(images), batch_size)]).cpu()
-
 
 def misclassified(model, images: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
     """(Section VI.A) The images whose top-1 class is not their label: ``(indices, top-1 classes)``."""

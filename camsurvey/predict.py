@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .models.base import CamModel
-from .plumbing import check_images
+from .plumbing import batches, check_images
 
 
 def predict(model: CamModel, images: torch.Tensor) -> torch.Tensor:
@@ -22,3 +22,10 @@ def top_k(model: CamModel, images: torch.Tensor, k: int = 5) -> list[list[tuple[
     probabilities, indices = predict(model, images).topk(k, dim=1)
     return [[(int(i), model.categories[int(i)], float(p)) for p, i in zip(row_p, row_i)]
             for row_p, row_i in zip(probabilities, indices)]
+
+
+def predict_labels(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The top-1 class of each image, (B,) on the CPU, in batches of ``batch_size`` (no gradients)."""
+    images = check_images(images, model)
+    with torch.no_grad():
+        return torch.cat([model(images[chunk]).argmax(1) for chunk in batches(len(images), batch_size)]).cpu()

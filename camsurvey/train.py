@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from . import scenes
+from .plumbing import batches
+from .predict import predict_labels  # noqa: F401  (train.predict_labels, as the chapters call it)
 from .models.scenes_cnn import SCENE_MODELS, committed_paths, scenes_cnn
 
 # data seeds are offsets of the run's --seed, so training, validation and test images never coincide
@@ -66,26 +68,16 @@ def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torc
     return torch.stack([torch.rot90(image, int(k), dims=(-2, -1)) for image, k in zip(images, turns)])
 
 
-def predict_labels(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Top-1 class of each image (the model in eval mode, no gradients)."""
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(images[s]).argmax(1) for s in scenes_batches(len(images), batch_size)])
-
-
-def scenes_batches(total: int, batch_size: int):
-    for start in range(0, total, batch_size):
-        yield slice(start, min(start + batch_size, total))
-
-
 def accuracy(model, batch: "scenes.SceneBatch") -> float:
-    """Fraction of ``batch`` whose top-1 class is its label."""
+    """Fraction of ``batch`` whose top-1 class is its label (the model put in eval mode)."""
+    model.eval()
     return (predict_labels(model, batch.images) == batch.labels).float().mean().item()
 
 
 def confusion_matrix(model, batch: "scenes.SceneBatch") -> torch.Tensor:
     """(C, C) counts: row = true class, column = predicted class."""
     classes = len(scenes.CLASSES)
+    model.eval()
     predicted = predict_labels(model, batch.images)
     return torch.bincount(batch.labels * classes + predicted, minlength=classes * classes).view(classes, classes)
 
@@ -95,7 +87,7 @@ def multi_label_recall(model, batch: "scenes.SceneBatch") -> float:
     as the image has classes (top-k, k = number of classes present); the mean fraction found."""
     model.eval()
     with torch.no_grad():
-        scores = torch.cat([model(batch.images[s]) for s in scenes_batches(len(batch), 500)])
+        scores = torch.cat([model(batch.images[s]) for s in batches(len(batch), 500)])
     present = batch.multi_hot.bool()
     found = []
     for row, k in zip(range(len(batch)), present.sum(1).tolist()):
@@ -142,12 +134,12 @@ def train(name: str = "scenes_cnn", *, train_size: int = 20000, validation_size:
         model.train()
         order = torch.randperm(train_size, generator=generator)
         total_loss, correct = 0.0, 0
-        batches = scenes_batches(train_size, batch_size)
+        parts = batches(train_size, batch_size)
         if progress:
             from tqdm.auto import tqdm
 
-            batches = tqdm(list(batches), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
-        for part in batches:
+            parts = tqdm(list(parts), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+        for part in parts:
             index = order[part]
             images, labels = train_set.images[index], train_set.labels[index]
             images = augment(images, AUGMENTATION[name], generator).contiguous(memory_format=torch.channels_last)

@@ -78,6 +78,11 @@ def scorecam_channel_scores(model, image, activations, class_index, batch_size) 
 # EfficientNet-Lite0 at 224 x 224 on a 2-core CPU: about 17 ms a masked image in batches of 4
 # with channels-last input, 25-90 ms in other layouts and batch sizes (the project's measurement).
 SCORECAM_BATCH_SIZE = 4
+# Ablated (or masked) feature maps per head pass: at conv_head, 128 copies of A stay in the CPU's
+# cache where 256 spill out of it (2.5x slower, same maps); the masked maps of Recipro-CAM are
+# only h*w = 49 there.
+ABLATIONCAM_BATCH_SIZE = 128
+RECIPROCAM_BATCH_SIZE = 256
 
 
 @register("scorecam", family="gradient-free", section="II.C", equation="eq. 4", reference="wang2020score",
@@ -115,7 +120,7 @@ def ablationcam_weights(score: torch.Tensor, ablated_scores: torch.Tensor) -> to
     return (score.unsqueeze(-1) - ablated_scores) / safe.unsqueeze(-1)
 
 
-def ablated_class_scores(head, activations, class_index, batch_size=128) -> torch.Tensor:
+def ablated_class_scores(head, activations, class_index, batch_size=ABLATIONCAM_BATCH_SIZE) -> torch.Tensor:
     """``y^c_k``: the class score when channel k of one image's (K, h, w) activations is zeroed, for every k."""
     channels = activations.shape[0]
     keep = 1 - torch.eye(channels, device=activations.device)[:, :, None, None]  # row k: all but channel k
@@ -127,7 +132,7 @@ def ablated_class_scores(head, activations, class_index, batch_size=128) -> torc
           reference="desai2020ablation", passes="1 forward + K head passes",
           cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": channels},
           needs_gradients=False, needs_head=True)
-def ablationcam(model, images, target=None, layer=None, *, batch_size=128):
+def ablationcam(model, images, target=None, layer=None, *, batch_size=ABLATIONCAM_BATCH_SIZE):
     """Ablation-CAM: each channel zeroed in turn, the head re-run on the ablated feature maps."""
     _check_batch_size(batch_size)
     _, head = model.split(layer)
@@ -167,7 +172,7 @@ def reciprocam_masks(height: int, width: int, kernel: str = "gaussian", device=N
           reference="byun2022recipro", passes="1 forward + h*w head passes",
           cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": positions},
           needs_gradients=False, needs_head=True)
-def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", batch_size=256):
+def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", batch_size=RECIPROCAM_BATCH_SIZE):
     """Recipro-CAM (Byun & Lee): the head's softmax score for class c when only the
     activations at (and around) one position are kept; that score fills the position."""
     _check_batch_size(batch_size)
