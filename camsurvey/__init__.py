@@ -4,21 +4,43 @@
     model = cs.load_model("efficientnet_lite0")
     image = cs.load_image("chelsea")
     saliency = cs.explain("gradcam++", model, image)      # (B, H, W), in [0, 1]
+
+The names below are loaded on first use (the lazy loading of SPEC 1, Scientific Python), so
+``from camsurvey import runtime`` in a serving image imports numpy and ONNX Runtime but not
+torch: see :mod:`camsurvey.runtime`. ``cs.explain`` and the rest import torch when first used.
 """
 
-from .images import box_mask, bundled_photos, load_box, load_image, load_images, photo_annotations, read_photo
-from .methods import FAMILIES, METHODS, Method, explain, get_method
-from .models import MODELS, CamModel, imagenet_categories, load_model, register_model
-from .predict import predict, top_k
-from . import viz  # noqa: E402
-from . import scenes  # noqa: E402
-from . import metrics  # noqa: E402
-from . import deploy  # noqa: E402  (ONNX export; onnxruntime is imported only when used)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FAMILIES", "METHODS", "MODELS", "CamModel", "Method", "box_mask", "bundled_photos", "explain",
-    "get_method", "imagenet_categories", "load_box", "load_image", "load_images", "load_model",
-    "photo_annotations", "predict", "read_photo", "register_model", "top_k",
-]
+# public name -> the submodule that defines it
+_NAMES = {
+    "box_mask": "images", "bundled_photos": "images", "load_box": "images", "load_image": "images",
+    "load_images": "images", "photo_annotations": "images", "read_photo": "images",
+    "FAMILIES": "methods", "METHODS": "methods", "Method": "methods", "explain": "methods", "get_method": "methods",
+    "MODELS": "models", "CamModel": "models", "imagenet_categories": "models", "load_model": "models",
+    "register_model": "models",
+    "predict": "predict", "top_k": "predict",
+}
+_SUBMODULES = {"bench", "deploy", "experiments", "grading", "images", "methods", "metrics", "models", "notebooks",
+               "plumbing", "predict", "runtime", "scenes", "student", "train", "viz", "widgets"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'camsurvey' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES) | _SUBMODULES)

@@ -8,15 +8,18 @@ compares it at the default layer.
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 import camsurvey as cs
-from camsurvey import deploy
+from camsurvey import deploy, plumbing, runtime
+from camsurvey.methods import perturbation
 
 SMALL = 96  # the photo size of the Score-CAM comparison
 
@@ -98,21 +101,85 @@ def test_scorecam_on_onnx_runtime_equals_pytorch_on_every_bundled_photo(model, s
     assert all(pearson(a, b) >= 0.999 for a, b in zip(on_onnx, on_torch))
 
 
-def test_onnx_methods_run_no_torch_module(exported, small_export, photos, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a torch module ran on the ONNX path")
+NO_TORCH_SCRIPT = """
+import sys
+sys.modules["torch"] = None  # from here on, any import of torch raises ImportError
+import numpy as np
+from camsurvey import runtime
 
-    monkeypatch.setattr(torch.nn.Module, "__call__", refuse)
+images = np.load(sys.argv[2])
+model = runtime.load(sys.argv[1], threads=1)
+maps = {name: runtime.explain(name, model, images) for name in ("reciprocam", "ablationcam")}
+np.savez(sys.argv[3], **maps)
+print(sorted(name for name, module in sys.modules.items()
+             if module is not None and name.split(".")[0] in ("torch", "torchvision")))
+"""
+
+
+def test_onnx_methods_run_in_a_process_where_torch_cannot_be_imported(exported, model, photos, tmp_path):
+    np.save(tmp_path / "photos.npy", photos[:2].numpy())
+    done = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(exported.folder), str(tmp_path / "photos.npy"),
+                           str(tmp_path / "maps.npz")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # neither torch nor torchvision was imported
+    maps = np.load(tmp_path / "maps.npz")
     for name in ("reciprocam", "ablationcam"):
-        assert cs.explain(name, exported, photos[:1]).shape == (1, 224, 224)
-    small = cs.load_images(["coffee"], size=SMALL)
-    assert cs.explain("scorecam", small_export, small, batch_size=16).shape == (1, SMALL, SMALL)
+        on_torch = cs.explain(name, model, photos[:2])
+        assert maps[name].dtype == np.float32 and maps[name].shape == (2, 224, 224)
+        assert all(pearson(torch.from_numpy(a), b) >= 0.999 for a, b in zip(maps[name], on_torch))
 
 
-def test_onnx_methods_take_the_same_parameters_as_the_pytorch_ones():
-    for name, function in deploy.ONNX_METHODS.items():
-        signature = inspect.signature(function).parameters.values()
-        assert {p.name: p.default for p in signature if p.kind is p.KEYWORD_ONLY} == cs.METHODS[name].params
+def test_onnx_methods_take_the_same_parameters_and_defaults_as_the_pytorch_ones():
+    for name in runtime.METHODS:
+        assert runtime.parameters(name) == cs.METHODS[name].params
+    assert runtime.SCORECAM_BATCH_SIZE == perturbation.SCORECAM_BATCH_SIZE
+    assert runtime.ABLATIONCAM_BATCH_SIZE == perturbation.ABLATIONCAM_BATCH_SIZE
+    assert runtime.RECIPROCAM_BATCH_SIZE == perturbation.RECIPROCAM_BATCH_SIZE
+
+
+def test_the_numpy_formulas_equal_the_torch_ones():
+    maps = torch.rand(2, 5, 7, 7, generator=torch.Generator().manual_seed(0))
+    maps[0, 1] = 0.25  # a constant map: norm(.) gives zeros in both
+    assert np.allclose(runtime.up(maps.numpy(), (224, 224)), plumbing.upsample(maps, (224, 224)).numpy(), atol=1e-6)
+    assert np.allclose(runtime.up(maps.numpy(), (50, 31)), plumbing.upsample(maps, (50, 31)).numpy(), atol=1e-6)
+    assert np.allclose(runtime.norm(maps.numpy()), plumbing.normalize(maps).numpy(), atol=1e-6)
+    assert not runtime.norm(maps.numpy())[0, 1].any()
+    for kernel in ("gaussian", "point"):
+        assert np.allclose(runtime.reciprocam_masks(4, 6, kernel), perturbation.reciprocam_masks(4, 6, kernel).numpy())
+    scores, valid = torch.randn(6), torch.tensor([True, False, True, True, False, True])
+    assert np.allclose(runtime.scorecam_weights(scores.numpy(), 0.5, valid.numpy()),
+                       perturbation.scorecam_weights(scores, torch.tensor(0.5), valid).numpy(), atol=1e-6)
+    assert np.allclose(runtime.ablationcam_weights(2.0, scores.numpy()),
+                       perturbation.ablationcam_weights(torch.tensor(2.0), scores).numpy())
+
+
+def test_runtime_explain_takes_numpy_and_says_what_to_change(exported, photos):
+    images = photos[:1].numpy()
+    maps = runtime.explain("reciprocam", exported, images, target=285)
+    assert isinstance(maps, np.ndarray) and maps.dtype == np.float32 and maps.shape == (1, 224, 224)
+    assert 0 <= maps.min() and maps.max() == 1
+    with pytest.raises(TypeError, match="numpy array"):
+        runtime.explain("reciprocam", exported, photos[:1])
+    with pytest.raises(TypeError, match="astype"):
+        runtime.explain("reciprocam", exported, (images * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="transpose"):
+        runtime.explain("reciprocam", exported, images[0])
+    with pytest.raises(ValueError, match="divide by 255"):
+        runtime.explain("reciprocam", exported, images * 255)
+    with pytest.raises(ValueError, match="NaN"):
+        runtime.explain("reciprocam", exported, np.full_like(images, np.nan))
+    with pytest.raises(ValueError, match="out of range"):
+        runtime.explain("reciprocam", exported, images, target=1000)
+    with pytest.raises(TypeError, match="integer class index"):
+        runtime.explain("reciprocam", exported, images, target=2.5)
+    with pytest.raises(ValueError, match="2 entries for a batch of 1"):
+        runtime.explain("reciprocam", exported, images, target=[1, 2])
+    with pytest.raises(ValueError, match="no parameter"):
+        runtime.explain("reciprocam", exported, images, sigma=1)
+    with pytest.raises(ValueError, match="gradient-free methods"):
+        runtime.explain("gradcam", exported, images)
+    with pytest.raises(ValueError, match="batch_size"):
+        runtime.explain("ablationcam", exported, images, batch_size=0)
 
 
 def test_gradient_method_on_an_onnx_model_names_the_gradient_free_methods(exported, photos):

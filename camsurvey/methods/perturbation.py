@@ -2,7 +2,8 @@
 
 Score-CAM masks the *input* with each upsampled activation map; Ablation-CAM and
 Recipro-CAM perturb the *feature map* and run only the head after the split, batched.
-None of them needs a backward pass, so they also work on deployed (ONNX, OpenVINO) models.
+None of them needs a backward pass, so they also work on deployed (ONNX, OpenVINO) models:
+:mod:`camsurvey.runtime` runs them on ONNX Runtime with numpy, without torch.
 """
 
 from __future__ import annotations
@@ -100,8 +101,7 @@ def scorecam(model, images, target=None, layer=None, *, batch_size=SCORECAM_BATC
 def scorecam_maps(model, images, activations, scores, target, batch_size) -> torch.Tensor:
     """Eq. (4) for each image, given its activations A, class scores and target class.
 
-    ``model`` is anything that maps a batch of [0, 1] images to class scores: the PyTorch
-    model here, an exported one (``camsurvey.deploy.OnnxModel``) on ONNX Runtime.
+    (The same formula on ONNX Runtime, without torch: :func:`camsurvey.runtime.scorecam`.)
     """
     maps = []
     for b, image in enumerate(images):
@@ -143,7 +143,7 @@ def ablationcam(model, images, target=None, layer=None, *, batch_size=ABLATIONCA
 
 def ablationcam_maps(head, activations, scores, target, batch_size) -> torch.Tensor:
     """``ReLU(sum_k w_k A^k)`` with Ablation-CAM's weights, for each image; ``head`` maps
-    activations to class scores (a PyTorch module, or ``OnnxModel.head`` on ONNX Runtime)."""
+    activations to class scores (on ONNX Runtime: :func:`camsurvey.runtime.ablationcam`)."""
     maps = []
     for b in range(len(activations)):
         ablated = ablated_class_scores(head, activations[b], target[b], batch_size)
@@ -184,7 +184,7 @@ def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", bat
 
 def reciprocam_maps(head, activations, target, kernel, batch_size) -> torch.Tensor:
     """Recipro-CAM's (h, w) map of softmax scores for each image; ``head`` maps activations
-    to class scores (a PyTorch module, or ``OnnxModel.head`` on ONNX Runtime)."""
+    to class scores (on ONNX Runtime: :func:`camsurvey.runtime.reciprocam`)."""
     height, width = activations.shape[-2:]
     masks = reciprocam_masks(height, width, kernel, activations.device).unsqueeze(1)  # (hw, 1, h, w)
     maps = []

@@ -83,19 +83,35 @@ def explain(method: str, model: CamModel, images: torch.Tensor, target=None, lay
             f"method {method!r} has no parameter {sorted(unknown)}; its parameters are "
             f"{entry.params or 'none'}"
         )
-    function = entry.function
     if not isinstance(model, CamModel):
-        from ..deploy import OnnxModel, onnx_method  # here, not at the top: deploy imports the methods
-        if not isinstance(model, OnnxModel):
-            raise TypeError(
-                f"model must be a camsurvey model (from camsurvey.load_model or camsurvey.deploy.load), "
-                f"got {type(model).__name__}"
-            )
-        function = onnx_method(entry, model, layer)  # a gradient method raises, naming the gradient-free ones
-    elif layer is not None:
+        return _explain_deployed(entry, model, images, target, layer, params)
+    if layer is not None:
         model.layer(layer)  # raises a ValueError listing the valid layers
     images = check_images(images, model)
-    maps, _ = function(model, images, target, layer, **params)
+    maps, _ = entry.function(model, images, target, layer, **params)
     maps = upsample(maps.detach().float(), images.shape[-2:])
     maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
     return normalize(maps)
+
+
+def _explain_deployed(entry: Method, model, images, target, layer, params) -> torch.Tensor:
+    """``explain`` on an ONNX export: :func:`camsurvey.runtime.explain` (numpy and ONNX Runtime,
+    no torch), with torch tensors in and out. A gradient method raises, naming those that run."""
+    from .. import runtime
+
+    if not isinstance(model, runtime.OnnxModel):
+        raise TypeError(
+            f"model must be a camsurvey model (from camsurvey.load_model or camsurvey.deploy.load), "
+            f"got {type(model).__name__}"
+        )
+    if entry.name not in runtime.METHODS:
+        why = ("needs gradients, and an ONNX model runs forward only (no autograd)" if entry.needs_gradients
+               else "has no ONNX Runtime implementation")
+        raise ValueError(
+            f"method {entry.name!r} {why}; the gradient-free methods that run on an ONNX model are "
+            f"{sorted(runtime.METHODS)}. Use the PyTorch model (camsurvey.load_model) for {entry.name!r}."
+        )
+    images = check_images(images).cpu().numpy()
+    if isinstance(target, torch.Tensor):
+        target = target.tolist()
+    return torch.from_numpy(runtime.explain(entry.name, model, images, target, layer, **params))
