@@ -7,13 +7,13 @@ activation, and :meth:`~camsurvey.models.base.CamModel.split` into features and 
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..runtime import sha256_of  # torch-free: the ONNX runtime checks its files with it too
 from .base import CamModel, GlobalAvgPool, Normalize
 from .efficientnet_lite import convert_lukemelas_state_dict, efficientnet_lite0
 from .torchvision_models import TORCHVISION_MODELS, torchvision_model
@@ -36,11 +36,6 @@ def imagenet_categories() -> tuple[str, ...]:
 def default_device() -> torch.device:
     """CUDA when a GPU is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _efficientnet_lite0_weights_path() -> Path:
