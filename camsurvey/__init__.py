@@ -25,7 +25,7 @@ _NAMES = {
     "register_model": "models",
     "predict": "predict", "top_k": "predict",
 }
-_SUBMODULES = {"bench", "deploy", "experiments", "grading", "images", "methods", "metrics", "models", "notebooks",
+_SUBMODULES = {"bench", "common", "deploy", "experiments", "grading", "images", "methods", "metrics", "models", "notebooks",
                "plumbing", "predict", "runtime", "scenes", "student", "train", "viz", "widgets"}
 
 __all__ = sorted(_NAMES)

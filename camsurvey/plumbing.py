@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import batches  # noqa: F401  (used by the methods, prediction and training)
 from .models.base import CamModel
 
 
@@ -163,9 +164,3 @@ def normalize(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 def is_constant(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """True where a (..., h, w) map has the same value everywhere (its ``norm`` is undefined)."""
     return (maps.amax(dim=(-2, -1)) - maps.amin(dim=(-2, -1))) <= eps
-
-
-def batches(total: int, batch_size: int):
-    """Slices ``[start, stop)`` covering ``range(total)`` in chunks of ``batch_size``."""
-    for start in range(0, total, batch_size):
-        yield slice(start, min(start + batch_size, total))

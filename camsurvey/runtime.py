@@ -24,7 +24,6 @@ and returns a tensor, like every other method.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -34,21 +33,15 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import softmax
 
+from .common import ABLATIONCAM_BATCH_SIZE, RECIPROCAM_BATCH_SIZE, SCORECAM_BATCH_SIZE, batches, check_batch_size, sha256_of
+
 FEATURES_FILE, HEAD_FILE, MANIFEST_FILE = "features.onnx", "head.onnx", "camsurvey-onnx.json"
 FORMAT = "camsurvey-onnx/1"
 EPS = 1e-12  # below this spread a map is constant: norm(.) is undefined (as in camsurvey.plumbing)
 GAUSSIAN_3X3 = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32) / 16
 
-# The PyTorch methods' defaults (camsurvey.methods.perturbation; a test keeps them equal).
-SCORECAM_BATCH_SIZE, ABLATIONCAM_BATCH_SIZE, RECIPROCAM_BATCH_SIZE = 4, 128, 256
-
 
 # --- the exported model ---------------------------------------------------------------------
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
 
 def check_threads(threads):
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -202,17 +195,6 @@ def check_target(target, scores: np.ndarray) -> np.ndarray:
     return index
 
 
-def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-
-def batches(total: int, batch_size: int):
-    """Slices ``[start, stop)`` covering ``range(total)`` in chunks of ``batch_size``."""
-    for start in range(0, total, batch_size):
-        yield slice(start, min(start + batch_size, total))
-
-
 # --- the formulas -----------------------------------------------------------------------------
 
 def up(maps: np.ndarray, size) -> np.ndarray:
@@ -272,13 +254,18 @@ def reciprocam_masks(height: int, width: int, kernel: str = "gaussian") -> np.nd
 
 # --- the methods: (model, images, target, **params) -> raw (B, h, w) maps ---------------------
 
-def scorecam(model: OnnxModel, images, target, *, batch_size=SCORECAM_BATCH_SIZE):
-    """Score-CAM, eq. (4): ``ReLU(sum_n w_n A^n)`` with 1 + K forward passes a photo (K = channels
-    whose upsampled map is not constant; the others have no normalised mask and no weight)."""
+def first_pass(model: OnnxModel, images, target, batch_size):
+    """What every method starts with: one forward pass for A and the class scores, the target checked."""
     check_batch_size(batch_size)
     activations = model.features(images)
     scores = model.head(activations)
-    target = check_target(target, scores)
+    return activations, scores, check_target(target, scores)
+
+
+def scorecam(model: OnnxModel, images, target, *, batch_size=SCORECAM_BATCH_SIZE):
+    """Score-CAM, eq. (4): ``ReLU(sum_n w_n A^n)`` with 1 + K forward passes a photo (K = channels
+    whose upsampled map is not constant; the others have no normalised mask and no weight)."""
+    activations, scores, target = first_pass(model, images, target, batch_size)
     maps = []
     for b, image in enumerate(images):
         upsampled = up(activations[b], image.shape[-2:])
@@ -295,10 +282,7 @@ def scorecam(model: OnnxModel, images, target, *, batch_size=SCORECAM_BATCH_SIZE
 
 def ablationcam(model: OnnxModel, images, target, *, batch_size=ABLATIONCAM_BATCH_SIZE):
     """Ablation-CAM: ``ReLU(sum_k w_k A^k)``, each channel zeroed in turn: 1 forward and K head passes."""
-    check_batch_size(batch_size)
-    activations = model.features(images)
-    scores = model.head(activations)
-    target = check_target(target, scores)
+    activations, scores, target = first_pass(model, images, target, batch_size)
     maps = []
     for b, a in enumerate(activations):
         keep = 1 - np.eye(len(a), dtype=np.float32)[:, :, None, None]  # row k: every channel but k
@@ -310,9 +294,7 @@ def ablationcam(model: OnnxModel, images, target, *, batch_size=ABLATIONCAM_BATC
 def reciprocam(model: OnnxModel, images, target, *, kernel="gaussian", batch_size=RECIPROCAM_BATCH_SIZE):
     """Recipro-CAM: each position's softmax score for class c when only the activations at (and
     around) it are kept: 1 forward and h*w head passes."""
-    check_batch_size(batch_size)
-    activations = model.features(images)
-    target = check_target(target, model.head(activations))
+    activations, _, target = first_pass(model, images, target, batch_size)
     height, width = activations.shape[-2:]
     masks = reciprocam_masks(height, width, kernel)[:, None]  # (hw, 1, h, w)
     maps = []

@@ -21,7 +21,6 @@ The full schedules are the defaults; ``--train-size 600 --epochs 1`` is a smoke 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import scenes
-from .plumbing import batches
+from .common import batches, sha256_of
 from .predict import predict_labels  # noqa: F401  (train.predict_labels, as the chapters call it)
 from .models.scenes_cnn import SCENE_MODELS, committed_paths, scenes_cnn
 
@@ -189,7 +188,7 @@ def save(model, record: dict, weights_path: Path, overwrite: bool = False) -> Pa
             raise FileExistsError(f"{path} exists; pass --force to overwrite it or choose another --output folder")
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights_path)
-    record = dict(record, sha256=hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+    record = dict(record, sha256=sha256_of(weights_path),
                   weights_file=weights_path.name)
     with open(log_path, "w") as handle:
         json.dump(record, handle, indent=1)

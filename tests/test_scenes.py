@@ -129,7 +129,7 @@ def test_committed_weights_match_their_checksum():
         weights, _ = scene_models.committed_paths(name)
         log = scene_models.training_log(name)
         assert weights.stat().st_size < 10 * 2 ** 20
-        assert scene_models._sha256(weights) == log["sha256"]
+        assert scene_models.sha256_of(weights) == log["sha256"]
 
 
 def test_corrupt_missing_or_mismatched_weights_give_clear_errors(tmp_path):

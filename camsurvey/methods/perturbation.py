@@ -11,16 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..common import ABLATIONCAM_BATCH_SIZE, RECIPROCAM_BATCH_SIZE, SCORECAM_BATCH_SIZE, check_batch_size
 from ..plumbing import batches, class_scores, forward_activations, is_constant, normalize, resolve_target, upsample
 from .activation import weighted_sum
 from .registry import register
 
 GAUSSIAN_3X3 = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 # --- Score-CAM ----------------------------------------------------------------------------
@@ -55,7 +51,7 @@ def masked_class_scores(model, image, masks, class_index, batch_size) -> torch.T
     """``F^c(X ⊙ mask)`` for each mask, in batches of ``batch_size`` forward passes.
 
     The masked batch is laid out channels-last: EfficientNet-Lite0's depthwise convolutions
-    run markedly faster that way on a CPU (see ``SCORECAM_BATCH_SIZE``).
+    run markedly faster that way on a CPU (see ``camsurvey.common.SCORECAM_BATCH_SIZE``).
     """
     scores = []
     with torch.no_grad():
@@ -76,23 +72,13 @@ def scorecam_channel_scores(model, image, activations, class_index, batch_size) 
     return masked_scores, valid
 
 
-# EfficientNet-Lite0 at 224 x 224 on a 2-core CPU: about 17 ms a masked image in batches of 4
-# with channels-last input, 25-90 ms in other layouts and batch sizes (the project's measurement).
-SCORECAM_BATCH_SIZE = 4
-# Ablated (or masked) feature maps per head pass: at conv_head, 128 copies of A stay in the CPU's
-# cache where 256 spill out of it (2.5x slower, same maps); the masked maps of Recipro-CAM are
-# only h*w = 49 there.
-ABLATIONCAM_BATCH_SIZE = 128
-RECIPROCAM_BATCH_SIZE = 256
-
-
 @register("scorecam", family="gradient-free", section="II.C", equation="eq. 4", reference="wang2020score",
           passes="1 + K forward (K = channels with a non-constant map)",
           cost=lambda channels, positions, **p: {"forward": 1 + channels, "backward": 0, "head": 0},
           needs_gradients=False)
 def scorecam(model, images, target=None, layer=None, *, batch_size=SCORECAM_BATCH_SIZE):
     """Score-CAM (Wang et al.), eq. (4): channels weighted by the score of the input they mask."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
     return scorecam_maps(model, images, activations, scores, target, batch_size), target
@@ -134,7 +120,7 @@ def ablated_class_scores(head, activations, class_index, batch_size=ABLATIONCAM_
           needs_gradients=False, needs_head=True)
 def ablationcam(model, images, target=None, layer=None, *, batch_size=ABLATIONCAM_BATCH_SIZE):
     """Ablation-CAM: each channel zeroed in turn, the head re-run on the ablated feature maps."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
@@ -175,7 +161,7 @@ def reciprocam_masks(height: int, width: int, kernel: str = "gaussian", device=N
 def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", batch_size=RECIPROCAM_BATCH_SIZE):
     """Recipro-CAM (Byun & Lee): the head's softmax score for class c when only the
     activations at (and around) one position are kept; that score fills the position."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)

@@ -23,7 +23,8 @@ import torch
 
 from ..plumbing import batches, class_scores, forward_activations, forward_and_backward, resolve_target
 from .gradient import gradcam_map, gradcam_weights
-from .perturbation import _check_batch_size, masked_class_scores, scorecam_map, scorecam_masks, scorecam_weights
+from ..common import check_batch_size
+from .perturbation import masked_class_scores, scorecam_map, scorecam_masks, scorecam_weights
 from .registry import METHODS, get_method, register
 
 SMOOTHING = "smoothing/integration"
@@ -165,7 +166,7 @@ def smoothgrad_samples(model, images, target=None, layer=None, *, base="saliency
     """
     function = get_method(check_base(base)).function
     sigma, samples = check_sigma(sigma), check_count(samples, "samples")
-    check_seed(seed), _check_batch_size(batch_size)
+    check_seed(seed), check_batch_size(batch_size)
     target, _ = _clean_target(model, images, target)
     generator = torch.Generator().manual_seed(seed)
     stds = noise_scale(images, sigma)
@@ -220,7 +221,7 @@ def smoothgradcampp(model, images, target=None, layer=None, *, samples=4, sigma=
     """Smooth Grad-CAM++: the gradients dS/dA and their 2nd and 3rd powers averaged over N noisy
     copies of the input, then Grad-CAM++'s formula on the clean image's activations A."""
     sigma, samples = check_sigma(sigma), check_count(samples, "samples")
-    check_seed(seed), _check_batch_size(batch_size)
+    check_seed(seed), check_batch_size(batch_size)
     activations, _, _, target = forward_and_backward(model, images, layer, target)
     generator = torch.Generator().manual_seed(seed)
     stds = noise_scale(images, sigma)
@@ -257,7 +258,7 @@ def sscam(model, images, target=None, layer=None, *, samples=35, sigma=2.0, seed
     each mask ``norm(up(A^n)) + N(0, sigma^2)`` (noise per pixel, shared by the colour channels);
     the defaults N = 35, sigma = 2 are torchcam's. Costs N times Score-CAM."""
     sigma, samples = check_sigma(sigma), check_count(samples, "samples")
-    check_seed(seed), _check_batch_size(batch_size)
+    check_seed(seed), check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
     generator = torch.Generator().manual_seed(seed)
@@ -302,7 +303,7 @@ def path_gradients(model, image, baseline, class_index, steps, batch_size) -> to
 
 def _integrated_gradients(model, images, target, baseline, steps, batch_size):
     steps = check_count(steps, "steps")
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     baseline = check_baseline(baseline, images)
     target, _ = _clean_target(model, images, target)
     attributions = [integrated_gradients(image - baseline[b],
@@ -386,7 +387,7 @@ def integrated_gradcam(model, images, target=None, layer=None, *, baseline=0.0, 
     replaced by its path integral from the baseline to the image, applied to the image's
     activations (eq. 2). With the image as its own baseline it is Grad-CAM."""
     steps = check_count(steps, "steps")
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     baseline = check_baseline(baseline, images)
     activations, _, _, target = forward_and_backward(model, images, layer, target)
     alphas = path_alphas(steps)
@@ -424,7 +425,7 @@ def iscam(model, images, target=None, layer=None, *, steps=10, batch_size=64):
     scaled by i/N, i = 1..N -- a Riemann sum of the score along the path from black to
     ``X ⊙ mask``. Costs N times Score-CAM."""
     steps = check_count(steps, "steps")
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
     scales = iscam_scales(steps)

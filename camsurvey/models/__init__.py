@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ..runtime import sha256_of  # torch-free: the ONNX runtime checks its files with it too
+from ..common import sha256_of
 from .base import CamModel, GlobalAvgPool, Normalize
 from .efficientnet_lite import convert_lukemelas_state_dict, efficientnet_lite0
 from .torchvision_models import TORCHVISION_MODELS, torchvision_model

@@ -16,7 +16,6 @@ in the JSON log next to it); ``weights=PATH`` loads another state dict (e.g. one
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..common import sha256_of
 from ..scenes import CLASSES
 from .base import CamModel, GlobalAvgPool, Normalize
 
@@ -71,16 +71,12 @@ def training_log(name: str) -> dict:
         return json.load(handle)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_state(model: CamModel, path: Path, expected_sha256: str | None = None) -> CamModel:
     """Load a state dict into ``model`` (weights_only), checking the checksum when one is given."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    if expected_sha256 is not None and _sha256(path) != expected_sha256:
+    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
         raise ValueError(
             f"{path} does not have the sha256 recorded in its training log ({expected_sha256}): the file is "
             f"corrupt or was retrained without updating the log; restore it with git or retrain with "
