@@ -5,16 +5,31 @@
     image = cs.load_image("chelsea")
     saliency = cs.explain("gradcam++", model, image)      # (B, H, W), in [0, 1]
 
+The package has layers, and imports run one way, from the top of this list down:
+
+* the book tooling, :mod:`camsurvey.book` (chapter runs, student edition, grading, widgets),
+  and the command line, :mod:`camsurvey.cli`;
+* the laboratory, :mod:`camsurvey.lab` (evaluation, experiments, benchmark, training);
+* the library: :mod:`camsurvey.models`, :mod:`camsurvey.images`, :mod:`camsurvey.datasets`,
+  :mod:`camsurvey.plumbing`, :mod:`camsurvey.methods`, :mod:`camsurvey.metrics`,
+  :mod:`camsurvey.predict`, :mod:`camsurvey.viz`;
+* deployment, :mod:`camsurvey.deploy` (ONNX export, and a runtime without torch), over the
+  torch-free core :mod:`camsurvey.common` and :mod:`camsurvey.files`.
+
 The names below are loaded on first use (the lazy loading of SPEC 1, Scientific Python), so
-``from camsurvey import runtime`` in a serving image imports numpy and ONNX Runtime but not
-torch: see :mod:`camsurvey.runtime`. ``cs.explain`` and the rest import torch when first used.
+``from camsurvey.deploy import runtime`` in a serving image imports numpy and ONNX Runtime but
+not torch. ``cs.explain`` and the rest import torch when first used.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("camsurvey")  # the one source: pyproject.toml
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0+unknown"
 
 # public name -> the submodule that defines it
 _NAMES = {
@@ -23,10 +38,10 @@ _NAMES = {
     "FAMILIES": "methods", "METHODS": "methods", "Method": "methods", "explain": "methods", "get_method": "methods",
     "MODELS": "models", "CamModel": "models", "imagenet_categories": "models", "load_model": "models",
     "register_model": "models",
-    "predict": "predict", "top_k": "predict",
+    "predict": "predict", "predict_labels": "predict", "top_k": "predict",
 }
-_SUBMODULES = {"bench", "common", "deploy", "experiments", "grading", "images", "methods", "metrics", "models", "notebooks",
-               "plumbing", "predict", "runtime", "scenes", "student", "train", "viz", "widgets"}
+_SUBMODULES = {"book", "cli", "common", "datasets", "deploy", "files", "images", "lab", "methods", "metrics", "models",
+               "plumbing", "predict", "viz"}
 
 __all__ = sorted(_NAMES)
 

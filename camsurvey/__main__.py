@@ -1,61 +1,8 @@
-"""Command line: ``python -m camsurvey run CHAPTER -p NAME VALUE ...`` and friends."""
+"""``python -m camsurvey ...``: the same as the ``camsurvey`` command (:mod:`camsurvey.cli`)."""
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from . import notebooks
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camsurvey", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="execute a chapter with parameters into a folder outside book/")
-    run.add_argument("chapter", help="chapter name (see `python -m camsurvey list`)")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="set a parameter; VALUE is read as a Python literal (3, 0.5, ['chelsea'])")
-    run.add_argument("-o", "--output", default="runs", help="output folder (default: runs/)")
-    run.add_argument("--force", action="store_true", help="overwrite an existing executed copy")
-    commands.add_parser("list", help="list the chapters and their parameters")
-    refresh = commands.add_parser("refresh", help="re-execute chapters in place (make outputs)")
-    refresh.add_argument("chapters", nargs="*", help="chapter names or paths (default: all)")
-    variants = commands.add_parser("variants", help="per-student variants of an assignment (no solutions)")
-    variants.add_argument("assignment", help="assignment notebook name, e.g. assignment_cam")
-    variants.add_argument("--seeds", nargs="+", type=int, required=True, help="one seed per student")
-    variants.add_argument("-o", "--output", default="runs/variants", help="output folder")
-    variants.add_argument("--answer-keys", action="store_true", help="also execute each variant with solutions")
-    grade = commands.add_parser("grade", help="execute submitted notebooks and collect their grader reports")
-    grade.add_argument("notebooks", nargs="+", help="submitted notebooks")
-    grade.add_argument("-o", "--output", default="runs/grades.json", help="where to write the reports (JSON)")
-    args = parser.parse_args(argv)
-
-    try:
-        if args.command == "list":
-            for name, path in notebooks.chapters().items():
-                print(name)
-                for parameter, (value, comment) in notebooks.chapter_parameters(path).items():
-                    print(f"    {parameter} = {value!r}  {comment}")
-        elif args.command == "run":
-            values = {name: notebooks.parse_value(value) for name, value in args.parameter}
-            output = notebooks.run_chapter(args.chapter, values, args.output, overwrite=args.force, progress=True)
-            print(f"wrote {output}")
-        elif args.command == "variants":
-            from . import grading
-            for path in grading.make_variants(args.assignment, args.seeds, args.output, answer_keys=args.answer_keys):
-                print(f"wrote {path}")
-        elif args.command == "grade":
-            from . import grading
-            for path, result in grading.grade_notebooks(args.notebooks, args.output).items():
-                done = sum(r["passed"] for r in result["reports"])
-                print(f"{path}: {done}/{len(result['reports'])} exercises passed" + (f" ({result['error']})" if result["error"] else ""))
-        else:
-            notebooks.refresh(args.chapters or None)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""What the PyTorch methods and the torch-free ONNX runtime (:mod:`camsurvey.runtime`) share.
+"""What the PyTorch methods and the torch-free ONNX runtime (:mod:`camsurvey.deploy.runtime`) share.
 
 Nothing here imports torch, so the runtime can use it in a serving image without PyTorch.
 """
@@ -20,9 +20,23 @@ ABLATIONCAM_BATCH_SIZE = 128
 RECIPROCAM_BATCH_SIZE = 256
 
 
-def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+def check_int(value, name: str, minimum: int | None = 1, maximum: int | None = None, hint: str = "") -> int:
+    """``value`` if it is an integer (not a bool) in ``[minimum, maximum]``, else a ValueError that names
+    ``name``, says what it must be and, with ``hint``, what to do. Every integer argument is checked here."""
+    if not isinstance(value, bool) and isinstance(value, int) and (minimum is None or value >= minimum) \
+            and (maximum is None or value <= maximum):
+        return value
+    if minimum == 1 and maximum is None:
+        wanted = "a positive integer"
+    elif maximum is None:
+        wanted = "an integer" if minimum is None else f"an integer >= {minimum}"
+    else:
+        wanted = f"an integer <= {maximum}" if minimum is None else f"an integer from {minimum} to {maximum}"
+    raise ValueError(f"{name} must be {wanted}, got {value!r}" + (f"; {hint}" if hint else ""))
+
+
+def check_batch_size(batch_size) -> int:
+    return check_int(batch_size, "batch_size", hint="it is how many items one pass holds")
 
 
 def batches(total: int, batch_size: int):

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from .common import check_int
+from .files import DATA_DIR
+
 PHOTOS_FILE = DATA_DIR / "photos.json"
 
 
@@ -39,7 +41,7 @@ def _read_bundled(name: str) -> np.ndarray:
     if source == "matplotlib":
         import matplotlib.cbook
 
-        with matplotlib.cbook.get_sample_data(f"{name}.jpg") as handle:
+        with matplotlib.cbook.get_sample_data(f"{name}.jpg", asfileobj=True) as handle:  # type: ignore[union-attr]
             return np.asarray(Image.open(handle).convert("RGB"))
     import skimage.data
 
@@ -68,14 +70,13 @@ def read_photo(name_or_path) -> np.ndarray:
 
 
 def _check_size(size):
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise ValueError(f"size must be an integer of at least 32 pixels, got {size!r}")
+    check_int(size, "size", minimum=32, hint="the side of the square image in pixels")
 
 
 def load_image(name_or_path, size: int = 224) -> torch.Tensor:
     """A (1, 3, size, size) float tensor in [0, 1]: a bundled photo's name or an image path."""
     _check_size(size)
-    square = np.asarray(Image.fromarray(read_photo(name_or_path)).resize((size, size), Image.BICUBIC))
+    square = np.asarray(Image.fromarray(read_photo(name_or_path)).resize((size, size), Image.Resampling.BICUBIC))
     return torch.from_numpy(square.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
 
 

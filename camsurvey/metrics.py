@@ -24,7 +24,8 @@ No metric depends on a particular method: Coherency re-explains the explanation 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,8 +33,9 @@ from scipy import ndimage
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from .common import check_int
 from .methods import METHODS, explain, get_method
-from .plumbing import check_images, is_constant, resolve_target
+from .plumbing import check_images, resolve_target
 
 IOU_THRESHOLD = 0.2  # CAM's rule (Zhou et al.): keep the pixels above 20% of the map's maximum
 
@@ -45,7 +47,8 @@ class Score(NamedTuple):
     mean: float
 
 
-def _score(per_image: torch.Tensor) -> Score:
+def as_score(per_image: torch.Tensor) -> Score:
+    """A :class:`Score` from per-image values (any shape (B,) tensor)."""
     per_image = per_image.detach().double().cpu()
     return Score(per_image, float(per_image.mean()))
 
@@ -121,7 +124,7 @@ def energy_pointing_game(saliency: torch.Tensor, region) -> Score:
     saliency = check_saliency(saliency)
     inside = (saliency * region_masks(region, saliency).to(saliency.device)).sum(dim=(-2, -1))
     total = saliency.sum(dim=(-2, -1))
-    return _score(torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total)))
+    return as_score(torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total)))
 
 
 def estimated_box(saliency_map: torch.Tensor, threshold: float = IOU_THRESHOLD) -> tuple[int, int, int, int] | None:
@@ -163,7 +166,7 @@ def localization_iou(saliency: torch.Tensor, boxes, threshold: float = IOU_THRES
         raise ValueError(f"threshold is a fraction of the map's maximum in (0, 1], got {threshold!r}")
     boxes = check_boxes(boxes, saliency.shape[0], saliency.shape[-2:])
     values = [box_iou(estimated_box(m, threshold), tuple(b.tolist())) for m, b in zip(saliency, boxes)]
-    return _score(torch.tensor(values))
+    return as_score(torch.tensor(values))
 
 
 # ---------------------------------------------------------------- faithfulness
@@ -211,14 +214,14 @@ def average_drop(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     """
     images, saliency, target, full = _prepare(model, images, saliency, target)
     masked = confidence(model, explanation_map(images, saliency), target)
-    return _score(_drop(full, masked))
+    return as_score(_drop(full, masked))
 
 
 def increase_in_confidence(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None) -> Score:
     """Increase in Confidence (eq. 9): 1 where the confidence on ``x * map`` exceeds that on ``x``."""
     images, saliency, target, full = _prepare(model, images, saliency, target)
     masked = confidence(model, explanation_map(images, saliency), target)
-    return _score((full < masked).double())
+    return as_score((full < masked).double())
 
 
 def _pixel_order(saliency: torch.Tensor) -> torch.Tensor:
@@ -257,8 +260,7 @@ def blurred(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> 
 
 
 def _check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (the curve's number of steps), got {steps!r}")
+    check_int(steps, "steps", hint="the curve's number of steps")
 
 
 def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
@@ -271,7 +273,7 @@ def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     _check_steps(steps)
     images, saliency, target, _ = _prepare(model, images, saliency, target)
     baseline = torch.zeros_like(images) if baseline is None else baseline.expand_as(images)
-    return _score(_auc(_causal_curve(model, images, baseline, saliency, target, steps, batch_size)))
+    return as_score(_auc(_causal_curve(model, images, baseline, saliency, target, steps, batch_size)))
 
 
 def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
@@ -284,7 +286,7 @@ def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor
     _check_steps(steps)
     images, saliency, target, _ = _prepare(model, images, saliency, target)
     baseline = blurred(images) if baseline is None else baseline.expand_as(images)
-    return _score(_auc(_causal_curve(model, baseline, images, saliency, target, steps, batch_size)))
+    return as_score(_auc(_causal_curve(model, baseline, images, saliency, target, steps, batch_size)))
 
 
 # ---------------------------------------------------------------- ADCC (Poppi et al.)
@@ -298,6 +300,15 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     denominator = a.norm(dim=1) * b.norm(dim=1)
     return torch.where(denominator > 0, (a * b).sum(1) / denominator.clamp_min(1e-300),
                        torch.full_like(denominator, float("nan")))
+
+
+def mean_pearson(first: torch.Tensor, second: torch.Tensor) -> float | None:
+    """The mean over images of :func:`pearson` of two (B, H, W) stacks of maps; ``None`` if a pair is undefined."""
+    first, second = torch.as_tensor(first), torch.as_tensor(second)
+    if first.shape != second.shape:
+        raise ValueError(f"maps to correlate have different shapes {tuple(first.shape)} and {tuple(second.shape)}")
+    correlations = pearson(first.reshape(len(first), -1), second.reshape(len(second), -1))
+    return None if torch.isnan(correlations).any() else float(correlations.mean())
 
 
 def make_explainer(explainer, model=None, layer=None, **params) -> Callable:
@@ -323,13 +334,13 @@ def coherency(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, ex
     explainer = make_explainer(explainer, model, **params)
     again = check_saliency(explainer(explanation_map(images, saliency), target).detach().cpu(), images)
     correlation = pearson(saliency, again)
-    return _score(torch.nan_to_num((correlation + 1) / 2, nan=0.0))
+    return as_score(torch.nan_to_num((correlation + 1) / 2, nan=0.0))
 
 
 def complexity(saliency: torch.Tensor) -> Score:
     """Complexity (Poppi et al.): the map's L1 norm over its number of pixels, its mean value."""
     saliency = check_saliency(saliency)
-    return _score(saliency.abs().mean(dim=(-2, -1)))
+    return as_score(saliency.abs().mean(dim=(-2, -1)))
 
 
 def adcc(coherency_value, complexity_value, average_drop_value):
@@ -370,134 +381,19 @@ def adcc_score(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, e
     return ADCCScore(per_image, float(per_image.mean()), coherency_score, complexity_score, drop)
 
 
-# ---------------------------------------------------------------- every metric for every method
+# ---------------------------------------------------------------- the metrics by kind
 
 LOCALIZATION = ("pointing_game", "iou")
 FAITHFULNESS = ("average_drop", "increase_in_confidence", "insertion", "deletion")
 ADCC_PARTS = ("coherency", "complexity", "adcc")
 
-
-def passes_per_image(method: str, model) -> int:
-    """Full forward + backward passes one image costs ``method`` at the model's default layer."""
-    from .plumbing import forward_activations
-
-    with torch.no_grad():
-        activations, _ = forward_activations(model, torch.zeros(1, 3, 224, 224, device=model.device), None)
-    channels, height, width = activations.shape[1:]
-    entry = get_method(method)
-    cost = entry.cost(channels, height * width, **entry.params)
-    return int(cost["forward"] + cost["backward"])
+HIGHER_IS_BETTER = {"pointing_game": True, "iou": True, "average_drop": False, "increase_in_confidence": True,
+                    "insertion": True, "deletion": False, "coherency": True, "complexity": False, "adcc": True,
+                    "adcc_of_means": True}
 
 
-def evaluation_plan(model, photos, methods=None, *, max_full_passes: int = 2, slow_methods=(),
-                    slow_photos=()) -> tuple[dict, list]:
-    """Which method runs on which photos: ``({method: [photos]}, [skipped methods])``.
 
-    ``methods=None`` takes every method of :data:`METHODS`. A method costing at most
-    ``max_full_passes`` full passes per image (:func:`passes_per_image`) runs on every photo;
-    a costlier one runs on ``slow_photos`` if it is one of ``slow_methods``, else it is skipped.
-    """
-    plan, skipped = {}, []
-    for method in (list(METHODS) if methods is None else list(methods)):
-        if passes_per_image(method, model) <= max_full_passes:
-            plan[method] = list(photos)
-        elif method in slow_methods and any(p in photos for p in slow_photos):
-            plan[method] = [p for p in photos if p in slow_photos]
-        else:
-            skipped.append(method)
-    return plan, skipped
-
-
-def evaluate(model, images, saliency, target, explainer, region=None, boxes=None, *, steps: int = 16,
-             threshold: float = IOU_THRESHOLD) -> dict:
-    """Every metric of this module for one set of maps: ``{metric name: Score}``.
-
-    ``region`` (boxes or exact masks) feeds the pointing game, ``boxes`` the IoU; leave either
-    out to skip it. ``explainer`` is what :func:`coherency` needs to recompute the maps.
-    """
-    scores = {}
-    if region is not None:
-        scores["pointing_game"] = energy_pointing_game(saliency, region)
-    if boxes is not None:
-        scores["iou"] = localization_iou(saliency, boxes, threshold)
-    scores["average_drop"] = average_drop(model, images, saliency, target)
-    scores["increase_in_confidence"] = increase_in_confidence(model, images, saliency, target)
-    scores["insertion"] = insertion_auc(model, images, saliency, target, steps=steps)
-    scores["deletion"] = deletion_auc(model, images, saliency, target, steps=steps)
-    full = adcc_score(model, images, saliency, explainer, target)
-    scores.update(coherency=full.coherency, complexity=full.complexity, adcc=_score(full.per_image))
-    scores["adcc_of_means"] = Score(torch.tensor([full.of_means], dtype=torch.float64), full.of_means)
-    return scores
-
-
-def format_table(rows: dict, columns, percent: bool = True, digits: int = 1) -> str:
-    """A plain-text table: one row per key of ``rows`` (``{row: {column: Score or number}}``)."""
-    def cell(value):
-        if value is None:
-            return "-"
-        value = value.mean if isinstance(value, Score) else value
-        if isinstance(value, str):
-            return value
-        return f"{100 * value:.{digits}f}" if percent else f"{value:.{digits}f}"
-
-    header = ["", *columns]
-    body = [[str(name), *(cell(values.get(c)) for c in columns)] for name, values in rows.items()]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(t.rjust(w) if i else t.ljust(w) for i, (t, w) in enumerate(zip(r, widths)))
-             for r in [header, *body]]
-    return "\n".join(lines)
-
-
-def evaluate_methods(model, images, target, methods, region=None, boxes=None, *, steps: int = 16,
-                     threshold: float = IOU_THRESHOLD) -> tuple[dict, dict]:
-    """Explain ``images`` with each method and score the maps: ``({method: maps}, {method: {metric: Score}})``."""
-    maps, results = {}, {}
-    for method in methods:
-        maps[method] = explain(method, model, images, target=target).cpu()
-        results[method] = evaluate(model, images, maps[method], target, method, region, boxes,
-                                   steps=steps, threshold=threshold)
-    return maps, results
-
-
-def evaluate_photos(model, plan: dict, *, steps: int = 16, threshold: float = IOU_THRESHOLD) -> tuple[dict, dict]:
-    """Explain and score the bundled photos as ``plan`` says (:func:`evaluation_plan`).
-
-    Each photo's target is its annotated class and its box the annotated box
-    (``photo_annotations()``). Returns ``({method: maps (B, H, W)}, {method: {metric: Score}})``.
-    """
-    from .images import load_box, load_images, photo_annotations
-
-    maps, results = {}, {}
-    for method, photos in plan.items():
-        target = torch.tensor([photo_annotations()[p]["class_index"] for p in photos])
-        boxes = [load_box(p) for p in photos]
-        found = evaluate_methods(model, load_images(photos), target, [method], boxes, boxes, steps=steps,
-                                 threshold=threshold)
-        maps[method], results[method] = found[0][method], found[1][method]
-    return maps, results
-
-
-def evaluate_scenes(model, methods, scenarios=None, n: int = 8, seed: int = 0, *, steps: int = 16,
-                    threshold: float = IOU_THRESHOLD) -> dict:
-    """Every metric on each scenario of the scenario dataset: ``{scenario: {method: {metric: Score}}}``.
-
-    The target is each scene's label; the pointing game uses the exact object masks, the IoU
-    the box around all objects of the target class.
-    """
-    from . import scenes as scene_data
-
-    results = {}
-    for scenario in (scene_data.SCENARIOS if scenarios is None else scenarios):
-        batch = scene_data.generate(scenario, n, seed=seed)
-        _, results[scenario] = evaluate_methods(model, batch.images, batch.labels, methods, batch.masks,
-                                                batch.target_boxes, steps=steps, threshold=threshold)
-    return results
-
-
-def winners_by_scenario(results: dict, columns) -> dict:
-    """``{scenario: {metric: best method}}`` from :func:`evaluate_scenes`' results."""
-    return {scenario: best_methods(by_method, columns) for scenario, by_method in results.items()}
-
+# ---------------------------------------------------------------- trivial maps (Poppi et al.)
 
 def trivial_map(kind: str, images: torch.Tensor, sigma: float = 0.25) -> torch.Tensor:
     """A map that ignores the model: ``"ones"`` (the whole image) or ``"centre"`` (a Gaussian blob).
@@ -518,38 +414,3 @@ def trivial_map(kind: str, images: torch.Tensor, sigma: float = 0.25) -> torch.T
 def trivial_explainer(kind: str, sigma: float = 0.25) -> Callable:
     """The explainer of a trivial map: it returns the same map whatever the image (for Coherency)."""
     return lambda images, target: trivial_map(kind, images, sigma)
-
-
-# ADCC (x 100) that the survey's Table I lists, "values based on Recipro-CAM reports"; None: "-"
-TABLE_I_REPORTED = {"cam": None, "gradcam": 76.4, "gradcam++": 76.34, "scorecam": 78.55, "reciprocam": 81.38}
-
-
-def table_one(results: dict, plan: dict) -> str:
-    """Table I beside our measurement: reported ADCC, measured ADCC (per image, then averaged),
-    ADCC of the averaged parts, and how many photos each measurement rests on (all x 100)."""
-    rows = {}
-    for method in [*TABLE_I_REPORTED, *(m for m in results if m not in TABLE_I_REPORTED)]:
-        if method not in results:
-            continue
-        reported = TABLE_I_REPORTED.get(method, "not in Table I")
-        rows[method] = {
-            "reported": "-" if reported is None else (reported if isinstance(reported, str) else reported / 100),
-            "measured": results[method]["adcc"],
-            "of means": results[method]["adcc_of_means"],
-            "photos": str(len(plan[method])),
-        }
-    return format_table(rows, ["reported", "measured", "of means", "photos"], digits=2)
-
-
-HIGHER_IS_BETTER = {"pointing_game": True, "iou": True, "average_drop": False, "increase_in_confidence": True,
-                    "insertion": True, "deletion": False, "coherency": True, "complexity": False, "adcc": True,
-                    "adcc_of_means": True}
-
-
-def best_methods(results: dict, columns) -> dict:
-    """``{metric: the method with the best mean}`` (lowest for Average Drop, Deletion, Complexity)."""
-    best = {}
-    for column in columns:
-        sign = 1 if HIGHER_IS_BETTER[column] else -1
-        best[column] = max(results, key=lambda m: (sign * results[m][column].mean, m))
-    return best

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import batches  # noqa: F401  (used by the methods, prediction and training)
 from .models.base import CamModel
 
 
@@ -150,17 +149,40 @@ def upsample(maps: torch.Tensor, size) -> torch.Tensor:
     return maps.squeeze(1) if squeeze else maps
 
 
-def normalize(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+# A map whose spread (max - min) is at most this fraction of its largest magnitude is constant:
+# float32 rounding (about 1e-7 relative) cannot tell it from one, so norm(.) would amplify noise.
+CONSTANT_RTOL = 1e-6
+
+
+def is_constant(maps: torch.Tensor, rtol: float = CONSTANT_RTOL) -> torch.Tensor:
+    """True where a (..., h, w) map is the same value everywhere, up to float rounding.
+
+    The tolerance is relative (``max - min <= rtol * max |map|``), so the verdict does not
+    depend on the map's scale; an all-zero map is constant.
+    """
+    spread = maps.amax(dim=(-2, -1)) - maps.amin(dim=(-2, -1))
+    return spread <= rtol * maps.abs().amax(dim=(-2, -1))
+
+
+def normalize(maps: torch.Tensor) -> torch.Tensor:
     """``norm(.)``: min-max scale each map over its last two axes into [0, 1].
 
-    A constant map has no defined scaling; it becomes all zeros (never NaN).
+    A constant map (:func:`is_constant`) has no defined scaling; it becomes all zeros (never NaN).
     """
     low = maps.amin(dim=(-2, -1), keepdim=True)
     span = maps.amax(dim=(-2, -1), keepdim=True) - low
-    scaled = (maps - low) / span.clamp_min(eps)
-    return torch.where(span > eps, scaled, torch.zeros_like(maps))
+    scaled = (maps - low) / torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(is_constant(maps)[..., None, None], torch.zeros_like(maps), scaled)
 
 
-def is_constant(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """True where a (..., h, w) map has the same value everywhere (its ``norm`` is undefined)."""
-    return (maps.amax(dim=(-2, -1)) - maps.amin(dim=(-2, -1))) <= eps
+def finish(maps: torch.Tensor, size) -> torch.Tensor:
+    """``norm(up(L))``: a method's raw (B, h, w) maps as (B, H, W) maps in [0, 1] at the input's ``size``.
+
+    Every method's map ends here, once. Constancy is decided on the raw map, *before*
+    upsampling: bilinear upsampling of a constant map is not exactly constant in float32, and
+    min-max scaling would blow its rounding up into a pattern. A constant map becomes zeros.
+    """
+    maps = torch.nan_to_num(maps.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+    constant = is_constant(maps)
+    finished = normalize(upsample(maps, size))
+    return torch.where(constant[..., None, None], torch.zeros_like(finished), finished)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from .common import batches, check_int
 from .models.base import CamModel
-from .plumbing import batches, check_images
+from .plumbing import check_images
 
 
 def predict(model: CamModel, images: torch.Tensor) -> torch.Tensor:
@@ -17,8 +18,7 @@ def predict(model: CamModel, images: torch.Tensor) -> torch.Tensor:
 
 def top_k(model: CamModel, images: torch.Tensor, k: int = 5) -> list[list[tuple[int, str, float]]]:
     """For each image, its ``k`` most probable classes as ``(index, name, probability)``."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.num_classes:
-        raise ValueError(f"k must be an integer from 1 to {model.num_classes}, got {k!r}")
+    check_int(k, "k", maximum=model.num_classes)
     probabilities, indices = predict(model, images).topk(k, dim=1)
     return [[(int(i), model.categories[int(i)], float(p)) for p, i in zip(row_p, row_i)]
             for row_p, row_i in zip(probabilities, indices)]

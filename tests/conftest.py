@@ -5,10 +5,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+import matplotlib
 import pytest
 import torch
-
-import matplotlib
 
 matplotlib.use("Agg")  # this process only: kernels started by tests keep the inline backend
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from camsurvey import notebooks
+from camsurvey.book import notebooks
 
 
 def _run(*args, cwd):

@@ -10,6 +10,7 @@ from torch import nn
 
 import camsurvey as cs
 from camsurvey import metrics
+from camsurvey.lab import evaluation
 
 SIZE = 32
 
@@ -211,12 +212,12 @@ def test_adcc_with_a_registered_method_on_a_real_model(model):
 
 
 def test_evaluation_plan_sends_costly_methods_to_the_slow_photos_only(model):
-    plan, skipped = metrics.evaluation_plan(model, ["chelsea", "coffee"], ["gradcam", "scorecam"],
+    plan, skipped = evaluation.evaluation_plan(model, ["chelsea", "coffee"], ["gradcam", "scorecam"],
                                             max_full_passes=2, slow_methods=["scorecam"], slow_photos=["coffee"])
     assert plan == {"gradcam": ["chelsea", "coffee"], "scorecam": ["coffee"]} and skipped == []
-    plan, skipped = metrics.evaluation_plan(model, ["chelsea"], ["gradcam", "scorecam"], slow_photos=["chelsea"])
+    plan, skipped = evaluation.evaluation_plan(model, ["chelsea"], ["gradcam", "scorecam"], slow_photos=["chelsea"])
     assert plan == {"gradcam": ["chelsea"]} and skipped == ["scorecam"]
-    assert metrics.passes_per_image("scorecam", model) == 1 + 1280
+    assert evaluation.passes_per_image("scorecam", model) == 1 + 1280
 
 
 # ---------------------------------------------------------------- clear errors

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import camsurvey as cs
-from camsurvey import notebooks
+from camsurvey.book import notebooks
 from camsurvey.models.base import CamModel, GlobalAvgPool, Normalize
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,11 @@ module                 methods
 ``helpers``            EVET, SESS (wrap any base method; Section IV)
 =====================  ===========================================================
 
-Importing a module registers its methods in :data:`METHODS`.
+Importing a module registers its methods in :data:`METHODS`, which lists them in the survey's
+order whatever the order of the imports.
 """
 
 from . import activation, gradient, helpers, perturbation, smoothing  # noqa: F401  (register the methods)
-from .registry import FAMILIES, METHODS, Method, explain, get_method, register
+from .registry import FAMILIES, METHODS, LayerShape, Method, explain, get_method, register
 
-__all__ = ["FAMILIES", "METHODS", "Method", "explain", "get_method", "register"]
+__all__ = ["FAMILIES", "METHODS", "LayerShape", "Method", "explain", "get_method", "register"]

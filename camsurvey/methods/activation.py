@@ -42,8 +42,7 @@ def gap_linear_head(model: CamModel, layer: str | None) -> nn.Linear:
 
 
 @register("cam", family="activation-based", section="II.A", equation="eq. 1", reference="zhou2016learning",
-          passes="1 forward", cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": 0},
-          needs_gradients=False, needs_head=True)
+          cost=lambda shape: {"forward": 1}, needs_gradients=False)
 def cam(model, images, target=None, layer=None):
     """CAM (Zhou et al.), eq. (1): the class's linear weights applied to the pooled layer's maps."""
     fc = gap_linear_head(model, layer)
@@ -69,8 +68,7 @@ def first_principal_component(activations: torch.Tensor) -> torch.Tensor:
 
 
 @register("eigencam", family="activation-based", section="II.A", equation="Eigen-CAM (first principal component)",
-          reference="muhammad2020eigen", passes="1 forward",
-          cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": 0}, needs_gradients=False)
+          reference="muhammad2020eigen", cost=lambda shape: {"forward": 1}, needs_gradients=False)
 def eigencam(model, images, target=None, layer=None):
     """Eigen-CAM: the activations' first principal component, ReLU'd. Class-agnostic: ``target`` is unused."""
     activations, scores = forward_activations(model, images, layer)

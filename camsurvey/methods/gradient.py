@@ -13,9 +13,10 @@ from ..plumbing import forward_and_backward
 from .activation import weighted_sum
 from .registry import register
 
-ONE_PASS = dict(passes="1 forward + 1 backward",
-                cost=lambda channels, positions, **p: {"forward": 1, "backward": 1, "head": 0},
-                needs_gradients=True)
+
+def one_pass(shape) -> dict:
+    """1 forward and 1 backward pass, whatever the layer."""
+    return {"forward": 1, "backward": 1}
 
 
 def gradcam_map(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
@@ -95,13 +96,24 @@ def xgradcam_weights(gradients: torch.Tensor, activations: torch.Tensor) -> torc
     return (shares * gradients).sum(dim=(-2, -1))
 
 
+def hirescam_map(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """HiResCAM (Draelos & Carin): ``ReLU(sum_n dy^c/dA^n_ij * A^n_ij)``, the gradient kept per pixel.
+
+    Grad-CAM averages each channel's gradient over the map (eq. 3) before weighting; HiResCAM
+    multiplies element by element, so a position counts only as much as it moves the score.
+    The paper's formula (arXiv:2011.08891, Sec. 3) is the channel sum of the product; the ReLU
+    is ours, as in eq. (2) and as pytorch-grad-cam's ``HiResCAM`` keeps it.
+    """
+    return torch.relu((gradients * activations).sum(dim=1))
+
+
 def layercam_map(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
     """Layer-CAM (Jiang et al.): ``ReLU(sum_n ReLU(dy^c/dA^n_ij) A^n_ij)``, a weight per pixel."""
     return torch.relu((torch.relu(gradients) * activations).sum(dim=1))
 
 
 @register("gradcam", family="gradient-based", section="II.B", equation="eq. 2, eq. 3",
-          reference="selvaraju2017grad", **ONE_PASS)
+          reference="selvaraju2017grad", cost=one_pass, needs_gradients=True)
 def gradcam(model, images, target=None, layer=None):
     """Grad-CAM (Selvaraju et al.), eqs. (2) and (3)."""
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
@@ -109,7 +121,7 @@ def gradcam(model, images, target=None, layer=None):
 
 
 @register("gradcam++", family="gradient-based", section="II.B", equation="Grad-CAM++ weights (alphas in closed form)",
-          reference="chattopadhay2018grad", **ONE_PASS)
+          reference="chattopadhay2018grad", cost=one_pass, needs_gradients=True)
 def gradcampp(model, images, target=None, layer=None):
     """Grad-CAM++ (Chattopadhyay et al.): Grad-CAM with alpha-weighted positive gradients."""
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
@@ -117,7 +129,7 @@ def gradcampp(model, images, target=None, layer=None):
 
 
 @register("xgradcam", family="gradient-based", section="II.B", equation="XGrad-CAM weights",
-          reference="fu2020axiom", **ONE_PASS)
+          reference="fu2020axiom", cost=one_pass, needs_gradients=True)
 def xgradcam(model, images, target=None, layer=None):
     """XGrad-CAM (Fu et al.): activation-weighted gradients."""
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
@@ -125,8 +137,20 @@ def xgradcam(model, images, target=None, layer=None):
 
 
 @register("layercam", family="gradient-based", section="II.B", equation="Layer-CAM pixel weights",
-          reference="jiang2021layercam", **ONE_PASS)
+          reference="jiang2021layercam", cost=one_pass, needs_gradients=True)
 def layercam(model, images, target=None, layer=None):
     """Layer-CAM (Jiang et al.): each activation weighted by its own positive gradient."""
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return layercam_map(gradients, activations), target
+
+
+@register("hirescam", family="gradient-based", section="II.B", equation="HiResCAM: gradient x activation per pixel",
+          reference="draelos2020hirescam", cost=one_pass, needs_gradients=True)
+def hirescam(model, images, target=None, layer=None):
+    """HiResCAM (Draelos & Carin): each activation weighted by its own gradient, summed over channels.
+
+    On a head that is global average pooling and one linear layer, dy^c/dA^n_ij = w^c_n / Z at
+    every position, so HiResCAM is CAM (eq. 1) divided by Z: the paper's "generalisation of CAM".
+    """
+    activations, gradients, _, target = forward_and_backward(model, images, layer, target)
+    return hirescam_map(gradients, activations), target

@@ -20,14 +20,15 @@ count them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..plumbing import batches, normalize, resolve_target, upsample
+from ..common import batches, check_batch_size, check_int
+from ..plumbing import finish, resolve_target, upsample
 from .registry import METHODS, register
 
 # --- shared: the base method ----------------------------------------------------------------
@@ -59,8 +60,7 @@ def _check_base_params(entry, base_params) -> dict:
 def base_saliency(entry, model, images, target, layer, base_params) -> torch.Tensor:
     """``norm(up(L))`` of the base method for a batch: (B, H, W) maps in [0, 1] at the input's size."""
     maps, _ = entry.function(model, images, target, layer, **base_params)
-    maps = torch.nan_to_num(maps.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
-    return normalize(upsample(maps, images.shape[-2:]))
+    return finish(maps, images.shape[-2:])
 
 
 def top1_target(model, images, target) -> torch.Tensor:
@@ -68,10 +68,6 @@ def top1_target(model, images, target) -> torch.Tensor:
     with torch.no_grad():
         scores = model(images)
     return resolve_target(target, scores)
-
-
-def _base_cost(entry, channels, positions, base_params) -> dict:
-    return entry.cost(channels, positions, **base_params)
 
 
 # --- EVET -------------------------------------------------------------------------------------
@@ -174,8 +170,9 @@ def adaptive_filter(size: int = 3) -> Transform:
     """Adaptive (local Wiener) filtering: in a ``size`` x ``size`` window with local mean m and
     variance v, each pixel becomes ``m + max(0, v - n) / v * (x - m)``, n being the channel's mean
     local variance; flat regions are smoothed, edges kept."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
-        raise ValueError(f"the adaptive filter's window size must be an odd integer >= 3, got {size!r}")
+    check_int(size, "the adaptive filter's window size", minimum=3)
+    if size % 2 == 0:
+        raise ValueError(f"the adaptive filter's window size must be odd, got {size!r}")
 
     def local_mean(x):
         return F.avg_pool2d(F.pad(x, [size // 2] * 4, mode="replicate"), size, stride=1)
@@ -227,19 +224,16 @@ def evet_fusion(aligned_maps: torch.Tensor) -> torch.Tensor:
     return aligned_maps.mean(dim=0)
 
 
-def evet_cost(channels, positions, *, base="gradcam", transforms=EVET_TRANSFORMS, base_params=None, **_):
+def evet_cost(shape, *, base, transforms, base_params, **_) -> dict:
     """Passes per image: the base method's, once per transformation, plus one forward pass to fix the class."""
     entry = base_method(base)
     count = len(resolve_transforms(transforms))
-    base_cost = _base_cost(entry, channels, positions, _check_base_params(entry, base_params))
-    cost = {kind: count * n for kind, n in base_cost.items()}
-    cost["forward"] = cost.get("forward", 0) + 1
-    return cost
+    base_cost = entry.cost_at(shape, **_check_base_params(entry, base_params))
+    return {kind: count * n + (kind == "forward") for kind, n in base_cost.items()}
 
 
 @register("evet", family="helper", section="IV", equation="EVET: mean of inverse-transformed maps",
-          reference="oh2021evet", passes="T x (the base method's passes) + 1 forward (T = transformations)",
-          cost=evet_cost, needs_gradients=True)
+          reference="oh2021evet", cost=evet_cost, needs_gradients=True)
 def evet(model, images, target=None, layer=None, *, base="gradcam", transforms=EVET_TRANSFORMS, base_params=None):
     """EVET (Oh et al.): the base map of every transformed input, carried back by the inverse
     transformation and averaged (:func:`evet_fusion`). ``transforms``: names from
@@ -328,17 +322,13 @@ def gaussian_smoothing(maps: torch.Tensor, size: int = 11, sigma: float = 5.0) -
 
 
 def _check_sess_params(scales, window, step, pre_filter, threshold, batch_size):
-    def positive_int(name, value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-    positive_int("window", window)
-    positive_int("step", step)
-    positive_int("batch_size", batch_size)
+    check_int(window, "window")
+    check_int(step, "step")
+    check_batch_size(batch_size)
     if isinstance(scales, (int, str)) or not isinstance(scales, (list, tuple)) or len(scales) == 0:
         raise ValueError(f"scales must be a non-empty list of image sizes in pixels (>= window), got {scales!r}")
     for scale in scales:
-        positive_int("each scale", scale)
+        check_int(scale, "each scale")
         if scale < window:
             raise ValueError(f"scale {scale} is smaller than the window ({window} pixels); "
                              "every scale must be >= window")
@@ -348,22 +338,18 @@ def _check_sess_params(scales, window, step, pre_filter, threshold, batch_size):
         raise ValueError(f"threshold must lie in [0, 1), got {threshold!r}")
 
 
-def sess_cost(channels, positions, *, base="gradcam", scales=SESS_SCALES, window=224, step=224, pre_filter=0.5,
-              base_params=None, **_):
+def sess_cost(shape, *, base, scales, window, step, pre_filter, base_params, **_) -> dict:
     """Passes per (square) image: 1 forward for the class, 1 forward per patch (pre-filtering
     scores) and the base method's passes for every patch kept."""
     entry = base_method(base)
     patches = sess_patch_count(scales, window, step)
     kept = sess_kept(patches, pre_filter)
-    base_cost = _base_cost(entry, channels, positions, _check_base_params(entry, base_params))
-    cost = {kind: kept * n for kind, n in base_cost.items()}
-    cost["forward"] = cost.get("forward", 0) + 1 + patches
-    return cost
+    base_cost = entry.cost_at(shape, **_check_base_params(entry, base_params))
+    return {kind: kept * n + (1 + patches if kind == "forward" else 0) for kind, n in base_cost.items()}
 
 
 @register("sess", family="helper", section="IV", equation="SESS: channel-wise weights + spatially weighted average",
           reference="tursun2022sess",
-          passes="1 + N forward (N patches) + K x (the base method's passes) (K patches kept)",
           cost=sess_cost, needs_gradients=True)
 def sess(model, images, target=None, layer=None, *, base="gradcam", scales=SESS_SCALES, window=224, step=224,
          pre_filter=0.5, threshold=0.0, smooth=True, batch_size=32, base_params=None):

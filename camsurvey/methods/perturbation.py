@@ -3,7 +3,7 @@
 Score-CAM masks the *input* with each upsampled activation map; Ablation-CAM and
 Recipro-CAM perturb the *feature map* and run only the head after the split, batched.
 None of them needs a backward pass, so they also work on deployed (ONNX, OpenVINO) models:
-:mod:`camsurvey.runtime` runs them on ONNX Runtime with numpy, without torch.
+:mod:`camsurvey.deploy.runtime` runs them on ONNX Runtime with numpy, without torch.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..common import ABLATIONCAM_BATCH_SIZE, RECIPROCAM_BATCH_SIZE, SCORECAM_BATCH_SIZE, check_batch_size
-from ..plumbing import batches, class_scores, forward_activations, is_constant, normalize, resolve_target, upsample
+from ..common import ABLATIONCAM_BATCH_SIZE, RECIPROCAM_BATCH_SIZE, SCORECAM_BATCH_SIZE, batches, check_batch_size
+from ..plumbing import forward_activations, is_constant, normalize, resolve_target, upsample
 from .activation import weighted_sum
 from .registry import register
 
@@ -25,10 +25,12 @@ def scorecam_masks(activations: torch.Tensor, size) -> tuple[torch.Tensor, torch
     """``norm(up(A^n))`` for every channel of one image, and which channels have one.
 
     A constant channel has no normalised mask (0/0), so eq. (4) cannot score it: it is
-    reported as invalid and left out of the softmax, exactly, not approximated.
+    reported as invalid and left out of the softmax, exactly, not approximated. Constancy is
+    decided on A^n itself, before upsampling (see :func:`camsurvey.plumbing.finish`).
     """
-    upsampled = upsample(activations.unsqueeze(0), size)[0]  # (K, H, W)
-    return normalize(upsampled), ~is_constant(upsampled)
+    valid = ~is_constant(activations)
+    masks = normalize(upsample(activations.unsqueeze(0), size)[0])  # (K, H, W)
+    return torch.where(valid[:, None, None], masks, torch.zeros_like(masks)), valid
 
 
 def scorecam_weights(masked_scores: torch.Tensor, score: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -73,9 +75,7 @@ def scorecam_channel_scores(model, image, activations, class_index, batch_size) 
 
 
 @register("scorecam", family="gradient-free", section="II.C", equation="eq. 4", reference="wang2020score",
-          passes="1 + K forward (K = channels with a non-constant map)",
-          cost=lambda channels, positions, **p: {"forward": 1 + channels, "backward": 0, "head": 0},
-          needs_gradients=False)
+          cost=lambda shape, batch_size: {"forward": 1 + shape.live}, needs_gradients=False)
 def scorecam(model, images, target=None, layer=None, *, batch_size=SCORECAM_BATCH_SIZE):
     """Score-CAM (Wang et al.), eq. (4): channels weighted by the score of the input they mask."""
     check_batch_size(batch_size)
@@ -87,7 +87,7 @@ def scorecam(model, images, target=None, layer=None, *, batch_size=SCORECAM_BATC
 def scorecam_maps(model, images, activations, scores, target, batch_size) -> torch.Tensor:
     """Eq. (4) for each image, given its activations A, class scores and target class.
 
-    (The same formula on ONNX Runtime, without torch: :func:`camsurvey.runtime.scorecam`.)
+    (The same formula on ONNX Runtime, without torch: :func:`camsurvey.deploy.runtime.scorecam`.)
     """
     maps = []
     for b, image in enumerate(images):
@@ -115,9 +115,8 @@ def ablated_class_scores(head, activations, class_index, batch_size=ABLATIONCAM_
 
 
 @register("ablationcam", family="gradient-free", section="II.C / V.C", equation="Ablation-CAM weights",
-          reference="desai2020ablation", passes="1 forward + K head passes",
-          cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": channels},
-          needs_gradients=False, needs_head=True)
+          reference="desai2020ablation",
+          cost=lambda shape, batch_size: {"forward": 1, "head": shape.channels}, needs_gradients=False)
 def ablationcam(model, images, target=None, layer=None, *, batch_size=ABLATIONCAM_BATCH_SIZE):
     """Ablation-CAM: each channel zeroed in turn, the head re-run on the ablated feature maps."""
     check_batch_size(batch_size)
@@ -129,7 +128,7 @@ def ablationcam(model, images, target=None, layer=None, *, batch_size=ABLATIONCA
 
 def ablationcam_maps(head, activations, scores, target, batch_size) -> torch.Tensor:
     """``ReLU(sum_k w_k A^k)`` with Ablation-CAM's weights, for each image; ``head`` maps
-    activations to class scores (on ONNX Runtime: :func:`camsurvey.runtime.ablationcam`)."""
+    activations to class scores (on ONNX Runtime: :func:`camsurvey.deploy.runtime.ablationcam`)."""
     maps = []
     for b in range(len(activations)):
         ablated = ablated_class_scores(head, activations[b], target[b], batch_size)
@@ -155,9 +154,8 @@ def reciprocam_masks(height: int, width: int, kernel: str = "gaussian", device=N
 
 
 @register("reciprocam", family="gradient-free", section="II.C", equation="Recipro-CAM spatial masks",
-          reference="byun2022recipro", passes="1 forward + h*w head passes",
-          cost=lambda channels, positions, **p: {"forward": 1, "backward": 0, "head": positions},
-          needs_gradients=False, needs_head=True)
+          reference="byun2022recipro",
+          cost=lambda shape, kernel, batch_size: {"forward": 1, "head": shape.positions}, needs_gradients=False)
 def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", batch_size=RECIPROCAM_BATCH_SIZE):
     """Recipro-CAM (Byun & Lee): the head's softmax score for class c when only the
     activations at (and around) one position are kept; that score fills the position."""
@@ -170,7 +168,7 @@ def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", bat
 
 def reciprocam_maps(head, activations, target, kernel, batch_size) -> torch.Tensor:
     """Recipro-CAM's (h, w) map of softmax scores for each image; ``head`` maps activations
-    to class scores (on ONNX Runtime: :func:`camsurvey.runtime.reciprocam`)."""
+    to class scores (on ONNX Runtime: :func:`camsurvey.deploy.runtime.reciprocam`)."""
     height, width = activations.shape[-2:]
     masks = reciprocam_masks(height, width, kernel, activations.device).unsqueeze(1)  # (hw, 1, h, w)
     maps = []

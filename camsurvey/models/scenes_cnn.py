@@ -1,4 +1,4 @@
-"""The small CNNs trained on the scenario dataset (:mod:`camsurvey.scenes`).
+"""The small CNNs trained on the scenario dataset (:mod:`camsurvey.datasets.scenes`).
 
 Six convolution blocks (convolution, BatchNorm, ReLU), then global average pooling and
 one linear layer, so CAM (eq. 1) applies exactly at the last block, whose 8 x 8 output
@@ -11,7 +11,7 @@ one linear layer, so CAM (eq. 1) applies exactly at the last block, whose 8 x 8 
 
 ``load_model("scenes_cnn")`` loads the committed file after checking its sha256 (recorded
 in the JSON log next to it); ``weights=PATH`` loads another state dict (e.g. one written by
-``python -m camsurvey.train``); ``weights=None`` gives seeded random weights.
+``camsurvey train``); ``weights=None`` gives seeded random weights.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from ..common import sha256_of
-from ..scenes import CLASSES
+from ..datasets.scenes import CLASSES
+from ..files import DATA_DIR
 from .base import CamModel, GlobalAvgPool, Normalize
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
 # block: (in channels, out channels, stride); 64 px -> 32 -> 32 -> 16 -> 16 -> 8 -> 8
 BLOCKS = [(3, 24, 2), (24, 32, 1), (32, 48, 2), (48, 64, 1), (64, 96, 2), (96, 128, 1)]
 SCENE_MODELS = ("scenes_cnn", "scenes_cnn_cue")
@@ -46,7 +46,7 @@ def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 def scenes_cnn(name: str = "scenes_cnn", categories=CLASSES) -> CamModel:
     """The architecture, with fresh (PyTorch default) weights; about 220k parameters."""
-    stages = OrderedDict(normalize=Normalize(SCENE_MEAN, SCENE_STD))
+    stages: OrderedDict[str, nn.Module] = OrderedDict(normalize=Normalize(SCENE_MEAN, SCENE_STD))
     for index, (cin, cout, stride) in enumerate(BLOCKS, start=1):
         stages[f"block{index}"] = conv_bn_relu(cin, cout, stride)
     stages["pool"] = GlobalAvgPool()
@@ -66,7 +66,7 @@ def training_log(name: str) -> dict:
     _, log_path = committed_paths(name)
     if not log_path.is_file():
         raise FileNotFoundError(f"the training log {log_path} is missing; regenerate it with "
-                                f"`python -m camsurvey.train --model {name} --update-data`")
+                                f"`camsurvey train --model {name} --update-data`")
     with open(log_path) as handle:
         return json.load(handle)
 
@@ -80,7 +80,7 @@ def load_state(model: CamModel, path: Path, expected_sha256: str | None = None) 
         raise ValueError(
             f"{path} does not have the sha256 recorded in its training log ({expected_sha256}): the file is "
             f"corrupt or was retrained without updating the log; restore it with git or retrain with "
-            f"`python -m camsurvey.train --model {model.name} --update-data`"
+            f"`camsurvey train --model {model.name} --update-data`"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

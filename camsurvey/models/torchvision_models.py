@@ -69,7 +69,7 @@ def torchvision_model(name: str, categories: list[str], weights="imagenet", seed
     for module in net.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False
-    stages = OrderedDict(normalize=Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    stages: OrderedDict[str, nn.Module] = OrderedDict(normalize=Normalize(IMAGENET_MEAN, IMAGENET_STD))
     if name.startswith("resnet"):
         for child in ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]:
             stages[child] = getattr(net, child)
