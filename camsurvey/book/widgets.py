@@ -101,9 +101,11 @@ def describe_cost(method: str, channels: int, positions: int, params: dict) -> t
 class Explorer:
     """The widgets, their caches and the last result; :func:`explorer` builds one."""
 
-    def __init__(self, model="efficientnet_lite0", photo=None, method="gradcam", *, size=224, auto_limit=64, top=5):
+    def __init__(self, model="efficientnet_lite0", photo=None, method="gradcam", *, size=None, auto_limit=64, top=5):
         self.model = load_model(model) if isinstance(model, str) else model
-        self.size, self.auto_limit, self.top = size, auto_limit, top
+        # images are made at the model's training resolution unless a size is given
+        self.size = getattr(self.model, "resolution", 224) if size is None else size
+        self.auto_limit, self.top = auto_limit, top
         self.images, self.predictions, self.shapes, self.maps = {}, {}, {}, {}
         self.figure, self.last_map, self.last_key, self.computations = None, None, None, 0
         photos = bundled_photos()

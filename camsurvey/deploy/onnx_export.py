@@ -89,14 +89,15 @@ def _export_graph(module, example, path, input_name, output_name, opset):
                           opset_version=opset, dynamo=False)
 
 
-def export(model: CamModel, folder=None, layer: str | None = None, *, input_size: int = 224,
+def export(model: CamModel, folder=None, layer: str | None = None, *, input_size: int | None = None,
            opset: int = DEFAULT_OPSET, overwrite: bool = False, threads: int | None = None) -> OnnxModel:
     """Write ``model`` split at ``layer`` as ONNX into ``folder``; returns it loaded (:func:`load`).
 
     ``folder``: a folder of your choosing (created if needed), or ``None`` for a fresh temporary
     folder (``onnx_model.folder`` says where). Never the repository's ``data/`` or ``book/``.
     ``layer``: the CAM layer, ``None`` for the model's default; it must be a top-level stage.
-    ``input_size``: the image side the graphs are traced for (the padding is fixed by it).
+    ``input_size``: the image side the graphs are traced for (the padding is fixed by it);
+    ``None`` for the model's training resolution, ``model.resolution``.
     ``overwrite``: replace the files of an earlier export in ``folder``; refused otherwise.
     ``threads``: ONNX Runtime's intra-op threads for the returned model (see :func:`load`).
 
@@ -105,6 +106,7 @@ def export(model: CamModel, folder=None, layer: str | None = None, *, input_size
     """
     if not isinstance(model, CamModel):
         raise TypeError(f"model must be a camsurvey model (from camsurvey.load_model), got {type(model).__name__}")
+    input_size = model.resolution if input_size is None else input_size
     check_int(input_size, "input_size", minimum=32, hint="it is the side of the square input in pixels")
     check_threads(threads)
     check_int(opset, "opset", hint="the ONNX opset version, e.g. 17")

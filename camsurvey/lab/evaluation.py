@@ -31,9 +31,11 @@ from ..plumbing import forward_activations
 
 
 def passes_per_image(method: str, model) -> int:
-    """Full forward + backward passes one image costs ``method`` at the model's default layer."""
+    """Full forward + backward passes one image costs ``method`` at the model's default layer
+    (for an image at the model's training resolution, ``model.resolution``)."""
     with torch.no_grad():
-        activations, _ = forward_activations(model, torch.zeros(1, 3, 224, 224, device=model.device), None)
+        size = model.resolution
+        activations, _ = forward_activations(model, torch.zeros(1, 3, size, size, device=model.device), None)
     channels, height, width = activations.shape[1:]
     cost = get_method(method).count_passes(channels, height * width)
     return int(cost["forward"] + cost["backward"])
@@ -113,13 +115,14 @@ def evaluate_photos(model, plan: dict, *, steps: int = 16, threshold: float = IO
     """Explain and score the bundled photos as ``plan`` says (:func:`evaluation_plan`).
 
     Each photo's target is its annotated class and its box the annotated box
-    (``photo_annotations()``). Returns ``({method: maps (B, H, W)}, {method: {metric: Score}})``.
+    (``photo_annotations()``); photos and boxes are at the model's training resolution,
+    ``model.resolution``. Returns ``({method: maps (B, H, W)}, {method: {metric: Score}})``.
     """
     maps, results = {}, {}
     for method, photos in plan.items():
         target = torch.tensor([photo_annotations()[p]["class_index"] for p in photos])
-        boxes = [load_box(p) for p in photos]
-        found = evaluate_methods(model, load_images(photos), target, [method], boxes, boxes, steps=steps,
+        boxes = [load_box(p, model.resolution) for p in photos]
+        found = evaluate_methods(model, load_images(photos, model.resolution), target, [method], boxes, boxes, steps=steps,
                                  threshold=threshold)
         maps[method], results[method] = found[0][method], found[1][method]
     return maps, results

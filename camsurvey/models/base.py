@@ -18,6 +18,28 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..common import check_int
+
+
+def state_dict_mismatch(expected: dict, given: dict) -> str | None:
+    """Why ``given`` does not fit a model whose state dict is ``expected``, in one line; ``None`` if it fits.
+
+    Says how many tensors are missing, unexpected or of another shape, with the first of each.
+    """
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    reshaped = [key for key in expected if key in given and tuple(given[key].shape) != tuple(expected[key].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensors missing (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    if reshaped:
+        key = reshaped[0]
+        problems.append(f"{len(reshaped)} of another shape (first: {key}, {tuple(given[key].shape)} in the file, "
+                        f"{tuple(expected[key].shape)} in the model)")
+    return "; ".join(problems) or None
+
 
 class Normalize(nn.Module):
     """Affine input normalisation ``(x - mean) / std`` applied inside the model."""
@@ -55,15 +77,22 @@ class CamModel(nn.Sequential):
         always the output of an activation module (ReLU/ReLU6), never of a BatchNorm.
     categories:
         One name per output class.
+    resolution:
+        The side in pixels of the square images the model was trained on (EfficientNet-Lite0
+        224, Lite1 240, Lite2 260; the scene CNNs 64). It is the size the package makes
+        images at for this model by default; ``cs.load_image(photo, size=model.resolution)``
+        does the same in your code. The model itself accepts any size of at least 32 px.
     """
 
-    def __init__(self, stages: OrderedDict, *, name: str, default_layer: str, categories: list[str]):
+    def __init__(self, stages: OrderedDict, *, name: str, default_layer: str, categories: list[str],
+                 resolution: int = 224):
         super().__init__(stages)
         if default_layer not in stages:
             raise ValueError(f"default_layer {default_layer!r} is not one of the stages {list(stages)}")
         self.name = name
         self.default_layer = default_layer
         self.categories = list(categories)
+        self.resolution = check_int(resolution, "resolution", minimum=32, hint="the side of the square input in pixels")
 
     @property
     def num_classes(self) -> int:
@@ -107,4 +136,5 @@ class CamModel(nn.Sequential):
         return features, head
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, default_layer={self.default_layer!r}, classes={self.num_classes}"
+        return (f"name={self.name!r}, default_layer={self.default_layer!r}, classes={self.num_classes}, "
+                f"resolution={self.resolution}")

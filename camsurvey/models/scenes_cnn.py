@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..common import sha256_of
-from ..datasets.scenes import CLASSES
+from ..datasets.scenes import CLASSES, REFERENCE_SIZE
 from ..files import DATA_DIR
 from .base import CamModel, GlobalAvgPool, Normalize
 
@@ -51,7 +51,8 @@ def scenes_cnn(name: str = "scenes_cnn", categories=CLASSES) -> CamModel:
         stages[f"block{index}"] = conv_bn_relu(cin, cout, stride)
     stages["pool"] = GlobalAvgPool()
     stages["fc"] = nn.Linear(BLOCKS[-1][1], len(categories))
-    return CamModel(stages, name=name, default_layer=f"block{len(BLOCKS)}", categories=list(categories))
+    return CamModel(stages, name=name, default_layer=f"block{len(BLOCKS)}", categories=list(categories),
+                    resolution=REFERENCE_SIZE)
 
 
 def committed_paths(name: str) -> tuple[Path, Path]:

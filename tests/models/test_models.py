@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import camsurvey as cs
-from camsurvey import models
+from camsurvey.models import efficientnet_lite
 
 
 @pytest.mark.parametrize(
@@ -57,12 +57,12 @@ def test_loaded_model_is_frozen_and_in_eval_mode(model):
 
 
 def test_weights_checksum_is_verified(tmp_path, monkeypatch):
-    original = models._efficientnet_lite0_weights_path()
+    original = efficientnet_lite.packaged_weights_path("efficientnet_lite0")
     corrupt = tmp_path / "weights.pth"
     data = bytearray(original.read_bytes())
     data[1000] ^= 0xFF
     corrupt.write_bytes(bytes(data))
-    monkeypatch.setattr(models, "_efficientnet_lite0_weights_path", lambda: corrupt)
+    monkeypatch.setattr(efficientnet_lite, "packaged_weights_path", lambda name: corrupt)
     with pytest.raises(ValueError, match="sha256"):
         cs.load_model("efficientnet_lite0")
 
@@ -74,7 +74,7 @@ def test_weights_file_from_a_path_that_is_missing_says_so(tmp_path):
 
 def test_truncated_weights_file_gives_a_clear_error(tmp_path):
     truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(models._efficientnet_lite0_weights_path().read_bytes()[:5000])
+    truncated.write_bytes(efficientnet_lite.packaged_weights_path("efficientnet_lite0").read_bytes()[:5000])
     with pytest.raises(ValueError, match="could not load"):
         cs.load_model("efficientnet_lite0", weights=truncated)
 
