@@ -269,3 +269,12 @@ def test_resnet101_imagenet_release_is_v1_and_resnet50_keeps_the_default():
     assert torchvision_models.imagenet_release("resnet101").name == "IMAGENET1K_V1"
     assert torchvision_models.hub_weights_path("resnet101")[0].name == "resnet101-63fe2227.pth"
     assert torchvision_models.imagenet_release("resnet50") == torchvision.models.ResNet50_Weights.DEFAULT
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_the_larger_lites_give_the_same_logits_on_cuda(native_photos, native_logits, name):
+    model = cs.load_model(name, device="cuda")
+    with torch.no_grad():
+        on_gpu = model(native_photos[name][:2].cuda()).cpu()
+    assert (on_gpu - native_logits[name][:2]).abs().max() < 1e-2  # TF32 and other kernels: not bitwise
