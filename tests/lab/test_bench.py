@@ -102,6 +102,11 @@ def test_strict_exits_non_zero_when_the_fake_load_says_the_machine_was_busy(monk
     assert busy["methods"]["gradcam"]["load"]["busy"] and busy["methods"]["gradcam"]["load"]["others_load"] == 2.0
     assert any(flag.startswith("busy") for flag in busy["methods"]["gradcam"]["flags"])
     assert bench.untrusted(busy) and "flag: gradcam: busy" in capsys.readouterr().out
+    # --strict --update-data never replaces the recorded run with a flagged one: it goes to --output
+    monkeypatch.setattr("camsurvey.lab.bench.cli.recorded_path", lambda *_: pytest.fail("wrote data/"))
+    assert bench.main(quick + ["--strict", "--update-data", "--output", str(tmp_path / "kept.json")]) == 3
+    assert json.loads((tmp_path / "kept.json").read_text())["methods"]["gradcam"]["load"]["busy"]
+    assert "recorded run was left as it was" in capsys.readouterr().err
 
 
 def test_bench_chooses_threads_from_the_free_cores_unless_told(monkeypatch):

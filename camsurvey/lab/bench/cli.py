@@ -18,7 +18,8 @@ DESCRIPTION = """The benchmark of survey Section V.C: every method's time agains
 Each method and its contenders (the peers' versions, the passes its irreducible work is priced
 with) are timed in interleaved rounds, and each ratio is the median of the per-round ratios,
 printed with its spread [min-max]. Exit status: 0, 2 on bad arguments, 3 with --strict when a
-ratio's pairs disagree or the machine was busy (the JSON is written in every case but 2)."""
+ratio's pairs disagree or the machine was busy. The JSON is written in every case but 2 (with
+--strict and --update-data, a flagged run goes to --output and the recorded run stays as it was)."""
 
 BUSY = 3  # exit status of --strict when the machine was too busy to trust
 
@@ -78,8 +79,8 @@ def main(argv=None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     try:
-        if not args.update_data:
-            check_output(args.output, force=args.force)  # fail before timing, not after
+        if not args.update_data or args.strict:  # fail before timing, not after
+            check_output(args.output, force=args.force)  # (--strict: a flagged run goes there, not to data/)
         threads, why = choose_threads(args.threads)
         log(f"threads: {threads} ({why})")
         settings = BenchSettings(
@@ -90,16 +91,18 @@ def main(argv=None) -> int:
             seed=args.seed, disagreement=args.disagreement, busy_load=args.busy_load)
         result = run_benchmark(args.model, settings, log=log)
         result["settings"]["threads_chosen_by"] = why
-        ran = result["settings"]
-        output = (recorded_path(ran["model"], ran["input_size"], ran["device"].split(":")[0]) if args.update_data
+        ran, flagged = result["settings"], untrusted(result)
+        recorded = args.update_data and not (args.strict and flagged)
+        output = (recorded_path(ran["model"], ran["input_size"], ran["device"].split(":")[0]) if recorded
                   else Path(args.output))
-        write_json(result, output, force=args.force, recorded=args.update_data)
+        write_json(result, output, force=args.force, recorded=recorded)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(result))
     print(f"wrote {output}")
-    if args.strict and untrusted(result):
-        print(f"--strict: {len(untrusted(result))} flagged ratio(s); exit status {BUSY}", file=sys.stderr)
+    if args.strict and flagged:
+        kept = "; the recorded run was left as it was" if args.update_data else ""
+        print(f"--strict: {len(flagged)} flag(s){kept}; exit status {BUSY}", file=sys.stderr)
         return BUSY
     return 0

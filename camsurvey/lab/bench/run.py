@@ -276,6 +276,7 @@ def run_benchmark(model="efficientnet_lite0", settings: BenchSettings | None = N
 
 def benchmark(model, settings: BenchSettings, log) -> dict:
     """:func:`run_benchmark` once its settings are checked and its threads set."""
+    started = time.perf_counter()
     methods = list(METHODS) if settings.methods is None else list(settings.methods)
     model, layer, photos, images = prepare(model, settings)
     _, scores, channels, positions, nonconstant = layer_shape(model, images, layer)
@@ -290,7 +291,7 @@ def benchmark(model, settings: BenchSettings, log) -> dict:
     records = {name: {"cost": costs[name], **time_method(name, run, settings.seed + index)}
                for index, name in enumerate(methods)}
     return {"settings": settings_record(run, photos, channels, positions, nonconstant), "passes": passes,
-            "methods": records}
+            "methods": records, "elapsed_s": time.perf_counter() - started}
 
 
 def settings_record(run: Run, photos, channels: int, positions: int, nonconstant: int) -> dict:
