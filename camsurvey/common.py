@@ -5,7 +5,10 @@ Nothing here imports torch, so the runtime can use it in a serving image without
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
+import os
 from pathlib import Path
 
 # Batch sizes of the gradient-free methods, the defaults of both paths.
@@ -48,3 +51,67 @@ def batches(total: int, batch_size: int):
 def sha256_of(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+# Threads. The thread count changes float rounding in some reductions (a sum split over 2 threads
+# is added in another order than over 1), so what is stored or compared -- chapter outputs (`make
+# outputs`, nbval), the unit tests -- is computed with this fixed count, whatever the machine
+# (the Makefile exports it as OMP_NUM_THREADS; tests/test_threads.py keeps the two in step).
+OUTPUT_THREADS = 2
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on: its affinity mask (a container's cpuset), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_load() -> float:
+    """The 1-minute load average scaled to the cores this process may use (``os.getloadavg()``
+    counts runnable tasks over every CPU of the machine, also those a cpuset keeps us off;
+    our reading: spread evenly over them); 0.0 where the system has no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+    return load * available_cores() / (os.cpu_count() or available_cores())
+
+
+def free_threads(cores: int | None = None, load: float | None = None) -> int:
+    """The thread count for work where threads change only speed: the cores other work leaves free.
+
+    ``cores`` (default :func:`available_cores`) minus ``load`` (default :func:`machine_load`, the
+    runnable tasks of the last minute), rounded to the nearest whole core, at least 1 and at most
+    ``cores``: a 2-core machine gets 2 threads when idle and 1 under a load of 0.6 to 2 or more
+    (measured there: with another heavy process running, 2 threads made one Score-CAM photo 3.4x
+    slower than 1 thread, since the two threads wait for each other at every layer).
+
+    Used by ``camsurvey bench`` (``--threads`` overrides it), ``camsurvey run`` and ``make book``;
+    never for stored outputs, which use :data:`OUTPUT_THREADS`. ``python -m camsurvey.common``
+    prints it (the Makefile reads it there).
+    """
+    cores = available_cores() if cores is None else check_int(cores, "cores")
+    load = machine_load() if load is None else float(load)
+    if not load >= 0:
+        raise ValueError(f"load must be a non-negative number of runnable tasks, got {load!r}")
+    return max(1, min(cores, math.floor(cores - load + 0.5)))
+
+
+@contextlib.contextmanager
+def thread_environment(threads: int):
+    """``OMP_NUM_THREADS=threads`` for the processes started inside the block (a chapter's kernel),
+    unless the caller has set it; restored afterwards."""
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(check_int(threads, "threads"))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
+if __name__ == "__main__":
+    print(free_threads())

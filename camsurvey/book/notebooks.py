@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..common import OUTPUT_THREADS, free_threads, thread_environment
 from ..files import BOOK_DIR as BOOK
 from ..files import ROOT
 
@@ -101,8 +102,9 @@ def run_chapter(chapter: str, parameters: dict | None = None, output_dir="runs",
     output_dir.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial.ipynb")
     try:
-        papermill.execute_notebook(str(path), str(partial), parameters=parameters, cwd=str(path.parent),
-                                   progress_bar=progress, kernel_name="python3")
+        with thread_environment(free_threads()):  # a run's threads change only its speed
+            papermill.execute_notebook(str(path), str(partial), parameters=parameters, cwd=str(path.parent),
+                                       progress_bar=progress, kernel_name="python3")
     except BaseException:
         kept = output.with_suffix(".failed.ipynb")
         if partial.exists():
@@ -121,8 +123,9 @@ def refresh(paths=None, timeout: int = 1200) -> list[Path]:
     targets = [chapter_path(str(p)) for p in paths] if paths else list(chapters().values())
     for path in targets:
         notebook = nbformat.read(path, as_version=4)
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        with thread_environment(OUTPUT_THREADS):  # stored outputs must not depend on the core count
+            NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
         handle, temporary = tempfile.mkstemp(suffix=".ipynb", dir=path.parent)
         with os.fdopen(handle, "w") as stream:
             nbformat.write(notebook, stream)

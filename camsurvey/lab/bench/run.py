@@ -1,36 +1,117 @@
-"""``run_benchmark``: every method's time against its irreducible work and the peers, in one run."""
+"""``run_benchmark``: every method's time against its irreducible work and the peers, in one run.
+
+For each method, its *contenders* -- our implementation, each peer's, the passes its irreducible
+work is priced with, and (:data:`.report.COMPANIONS`) our methods that targets compare with its
+peers -- are called once each to warm up (peak memory, maps for the Pearson correlations), then
+timed in interleaved rounds (:mod:`.interleave`) while :class:`.load.LoadMonitor` records what
+the machine was doing. Every ratio is the median of the per-round ratios, with their spread.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import platform
+import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ...common import check_int
 from ...images import load_images
 from ...methods import METHODS, explain, get_method
 from ...metrics import mean_pearson
 from ...models import load_model
 from ...plumbing import resolve_target
-from .costs import irreducible_seconds, layer_shape, method_cost, pass_timings
+from .costs import (
+    irreducible_in_round,
+    irreducible_seconds,
+    layer_shape,
+    method_cost,
+    needed_passes,
+    pass_calls,
+    pass_timings,
+)
+from .interleave import DISAGREEMENT, compare, interleave, rounds_within, spread_factor
+from .load import BUSY_LOAD, LoadMonitor
 from .peers import PEERS, peer_available, peer_explain, scorecam_reference
-from .report import ratio
-from .timing import PeakMemory, measure
+from .report import COMPANIONS
+from .timing import PeakMemory, synchronize, warm_up
 
 DEFAULT_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 PEER_SETTINGS = ("library defaults (pytorch-grad-cam ScoreCAM batch 16, AblationCAM batch 32; "
                  "torchcam ScoreCAM batch 32); gradient peers get an input requiring gradients")
+OURS = "camsurvey"  # our implementation's name among a method's contenders
 
 
-def prepare(model_name, layer, size, batch, photos, weights, device):
-    """The model, its layer, and a batch of ``batch`` photos at ``size`` px on the model's device."""
-    model = model_name if isinstance(model_name, nn.Module) else load_model(model_name, weights=weights, device=device)
-    layer = model.default_layer if layer is None else layer
+@dataclass(frozen=True)
+class BenchSettings:
+    """What :func:`run_benchmark` measures, and how; each field is also a keyword of ``run_benchmark``."""
+
+    layer: str | None = None  # layer to explain (None: the model's default layer)
+    size: int = 224  # input side in pixels
+    batch: int = 1  # images per call
+    methods: tuple[str, ...] | None = None  # names from METHODS (None: all)
+    photos: tuple[str, ...] | None = None  # photos cycled to fill the batch (None: DEFAULT_PHOTOS)
+    repeats: int = 3  # interleaved rounds after one warm-up call of each contender
+    peers: bool = True  # also time pytorch-grad-cam's and torchcam's versions
+    reference: bool = True  # also run Score-CAM's slow eq. 4 reference and correlate
+    throughput_batches: tuple[int, ...] = (1, 4, 8, 16, 32)  # batch sizes tried for the best forward throughput
+    time_budget: float | None = 60.0  # seconds of timed calls per contender; rounds are cut to fit (>= 1)
+    skip_over: float | None = 300.0  # skip methods whose irreducible work exceeds this many seconds
+    weights: str | None = "imagenet"  # for a model given by name ("imagenet" or None: random)
+    device: str | None = None  # for a model given by name (None: CUDA when present)
+    threads: int | None = None  # torch CPU threads during the run (None: leave torch's setting)
+    seed: int = 0  # seed of the order of the contenders in each round
+    disagreement: float = DISAGREEMENT  # flag a ratio whose per-round values span more than this factor
+    busy_load: float = BUSY_LOAD  # flag a method timed while others' load exceeded this many cores
+
+    def __post_init__(self):
+        for name in ("methods", "photos", "throughput_batches"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("size", "batch", "repeats"):
+            check_int(getattr(self, name), name)
+        check_int(self.seed, "seed", minimum=0)
+        if self.threads is not None:
+            check_int(self.threads, "threads", hint="or None to keep torch's thread count")
+        for n in self.throughput_batches:
+            check_int(n, "a throughput batch size")
+        for name in self.methods or ():
+            get_method(name)  # a clear ValueError for unknown names
+        if not self.disagreement >= 1 or not self.busy_load >= 0:
+            raise ValueError(f"disagreement must be a factor >= 1 and busy_load a number of cores >= 0, "
+                             f"got {self.disagreement!r} and {self.busy_load!r}")
+
+
+@dataclass
+class Run:
+    """What every method's timing needs: the prepared model and batch, and what was measured once."""
+
+    model: nn.Module
+    images: torch.Tensor
+    layer: str
+    target: torch.Tensor
+    settings: BenchSettings
+    methods: list[str]
+    costs: dict
+    passes: dict
+    peer_skips: dict
+    log: Callable[[str], None]
+
+
+def prepare(model, settings: BenchSettings):
+    """The model, its layer, and a batch of ``settings.batch`` photos at ``settings.size`` px on its device."""
+    if not isinstance(model, nn.Module):
+        model = load_model(model, weights=settings.weights, device=settings.device)
+    layer = model.default_layer if settings.layer is None else settings.layer
     model.split(layer)  # a clear ValueError for layers the model cannot be split at
-    photos = list(photos or DEFAULT_PHOTOS)
-    images = load_images([photos[i % len(photos)] for i in range(batch)], size=size).to(model.device)
-    return model, layer, photos[:batch], images
+    photos = list(settings.photos or DEFAULT_PHOTOS)
+    images = load_images([photos[i % len(photos)] for i in range(settings.batch)], size=settings.size)
+    return model, layer, photos[: settings.batch], images.to(model.device)
 
 
 def method_costs(methods, channels: int, positions: int, nonconstant: int) -> dict:
@@ -44,94 +125,187 @@ def method_costs(methods, channels: int, positions: int, nonconstant: int) -> di
     return costs
 
 
-def time_peers(name, model, images, target, layer, saliency, repeats, time_budget, skipped, log) -> dict:
-    """Each peer's time and map for method ``name``, side by side with ours (``saliency``)."""
-    timed: dict[str, dict] = {}
+def estimated_irreducible(cost: dict, batch: int, passes: dict) -> float | None:
+    """A method's irreducible work priced with the pass times measured before the methods (for ``skip_over``)."""
+    if "error" in cost:
+        return None
+    return irreducible_seconds(cost, batch, passes["forward_s"], passes["forward_backward_s"],
+                               passes.get("forward_per_image_s"), passes.get("head_per_map_s"))
+
+
+def warm_contenders(name: str, run: Run, record: dict) -> tuple[dict, dict]:
+    """Warm up every contender of ``name`` once: ``(contenders to time, warm-up seconds)``.
+
+    Fills ``record`` with our peak memory and, per peer, its peak memory and the Pearson
+    correlation of its map with ours; a peer that fails is noted and left out. Raises the
+    ValueError or TypeError of a method that cannot run here.
+    """
+    model, images, layer = run.model, run.images, run.layer
+    contenders: dict[str, Callable[[], object]] = {OURS: lambda: explain(name, model, images, layer=layer)}
+    saliency, seconds, record["peak_memory_mb"] = warm_up(contenders[OURS], images.device)
+    saliency = saliency.detach().cpu()
+    warmups = {OURS: seconds}
+    record["peers"] = {}
     for library, shared in PEERS.items():
-        if name not in shared or skipped[library]:
+        if name not in shared or run.peer_skips[library]:
             continue
-        log(f"{name}: timing {library}")
+        call = functools.partial(peer_explain, library, name, model, images, run.target, layer)
         try:
-            theirs = measure(lambda library=library: peer_explain(library, name, model, images, target, layer),
-                             repeats, images.device, time_budget)
+            peer_map, warmups[library], memory = warm_up(call, images.device)
         except Exception as error:  # a peer failing on our model is reported, not fatal
-            timed[library] = {"skipped": f"{type(error).__name__}: {error}"}
+            record["peers"][library] = {"skipped": f"{type(error).__name__}: {error}"}
             continue
-        peer_map = theirs.pop("result")
-        timed[library] = theirs
-        timed[library]["pearson"] = mean_pearson(saliency, peer_map)
-    return timed
+        contenders[library] = call
+        record["peers"][library] = {"peak_memory_mb": memory, "pearson": mean_pearson(saliency, peer_map)}
+    if "error" not in run.costs[name]:
+        calls = pass_calls(model, images, layer, run.target, run.passes)
+        for kind in needed_passes(run.costs[name]):
+            contenders[f"pass {kind}"] = calls[kind]
+    for other in COMPANIONS.get(name, ()):
+        if other in run.methods and any(library in contenders for library in PEERS):
+            contenders[f"{OURS} {other}"] = functools.partial(explain, other, model, images, layer=layer)
+    for contender, function in contenders.items():
+        if contender not in warmups:
+            warmups[contender] = warm_up(function, images.device)[1]
+    if name == "scorecam" and run.settings.reference:
+        run.log("scorecam: slow reference (one channel at a time)")
+        start = time.perf_counter()
+        slow = scorecam_reference(model, images, run.target, layer).cpu()
+        record["reference"] = {"seconds": time.perf_counter() - start, "pearson": mean_pearson(saliency, slow)}
+    return contenders, warmups
 
 
-def time_method(name, model, images, target, layer, irreducible, repeats, time_budget, skip_over, peer_skips,
-                reference, log) -> dict:
-    """One method's record: its time, peak memory, ratio to its irreducible work and to each peer."""
-    entry = get_method(name)
-    record = {"family": entry.family, "section": entry.section, "passes": entry.passes, "irreducible_s": irreducible}
-    if irreducible is not None and skip_over is not None and irreducible > skip_over:
-        record["skipped"] = f"irreducible work {irreducible:.0f} s exceeds --skip-over {skip_over:.0f} s"
-        log(f"{name}: skipped ({record['skipped']})")
+def put_ratio(record: dict, key: str, summary: dict, what: str, flags: list[str]) -> None:
+    """``record[key]``: the median per-pair ratio; ``record[key + "_spread"]``: [min, max]; a flag when pairs disagree."""
+    record[key], record[f"{key}_spread"] = summary["median"], [summary["min"], summary["max"]]
+    if summary["disagree"]:
+        flags.append(f"{what}: pairs disagree ({summary['min']:.3g} to {summary['max']:.3g}, "
+                     f"{spread_factor([summary['min'], summary['max']]):.2f}x apart)")
+
+
+def summarize(name: str, run: Run, record: dict, times: dict) -> list[str]:
+    """Fill ``record`` with the medians and per-pair ratios of the interleaved ``times``; returns the flags."""
+    factor, flags = run.settings.disagreement, list[str]()
+    ours = times[OURS]
+    record.update({"median_s": statistics.median(ours), "times_s": ours, "repeats": len(ours)})
+    if "error" not in run.costs[name]:
+        passes = {kind[len("pass "):]: seconds for kind, seconds in times.items() if kind.startswith("pass ")}
+        irreducible = [irreducible_in_round(run.costs[name], len(run.images), {k: t[i] for k, t in passes.items()},
+                                            run.passes) for i in range(len(ours))]
+        record["irreducible_s"], record["irreducible_times_s"] = statistics.median(irreducible), irreducible
+        put_ratio(record, "ratio_to_irreducible", compare(ours, irreducible, factor), "time / irreducible work",
+                  flags)
+    for library, peer in record["peers"].items():
+        if library in times:
+            peer.update({"median_s": statistics.median(times[library]), "times_s": times[library]})
+            put_ratio(peer, "speedup", compare(times[library], ours, factor), f"speedup over {library}", flags)
+    record["companions"] = {}
+    for contender, seconds in times.items():
+        if contender.startswith(f"{OURS} "):
+            other = contender[len(OURS) + 1:]
+            companion: dict = {"median_s": statistics.median(seconds), "times_s": seconds, "peers": {}}
+            for library in record["peers"]:
+                if library in times:
+                    companion["peers"][library] = {}
+                    put_ratio(companion["peers"][library], "speedup", compare(times[library], seconds, factor),
+                              f"{other} speedup over {library}'s {name}", flags)
+            record["companions"][other] = companion
+    return flags
+
+
+def time_method(name: str, run: Run, seed: int) -> dict:
+    """One method's record: its time, peak memory, and its ratios to its irreducible work and to each
+    peer, all timed in the same interleaved rounds, with what the machine was doing meanwhile."""
+    entry, settings = get_method(name), run.settings
+    estimate = estimated_irreducible(run.costs[name], len(run.images), run.passes)
+    record: dict = {"family": entry.family, "section": entry.section, "passes": entry.passes,
+                    "irreducible_s": estimate}
+    if estimate is not None and settings.skip_over is not None and estimate > settings.skip_over:
+        record["skipped"] = f"irreducible work {estimate:.0f} s exceeds --skip-over {settings.skip_over:.0f} s"
+        run.log(f"{name}: skipped ({record['skipped']})")
         return record
-    log(f"{name}: timing")
+    monitor = LoadMonitor(torch.get_num_threads(), settings.busy_load)
+    monitor.sample()
+    run.log(f"{name}: warming up")
     try:
-        ours = measure(lambda: explain(name, model, images, layer=layer), repeats, images.device, time_budget)
+        contenders, warmups = warm_contenders(name, run, record)
     except (ValueError, TypeError) as error:
         record["skipped"] = f"{type(error).__name__}: {error}"
-        log(f"{name}: skipped ({record['skipped']})")
+        run.log(f"{name}: skipped ({record['skipped']})")
         return record
-    saliency = ours.pop("result").detach().cpu()
-    record.update(ours)
-    record["ratio_to_irreducible"] = ratio(record["median_s"], irreducible)
-    record["peers"] = time_peers(name, model, images, target, layer, saliency, repeats, time_budget, peer_skips, log)
-    for peer in record["peers"].values():
-        if "median_s" in peer:
-            peer["ratio"] = ratio(record["median_s"], peer["median_s"])
-            peer["speedup"] = ratio(peer["median_s"], record["median_s"])
-    if name == "scorecam" and reference:
-        log("scorecam: slow reference (one channel at a time)")
-        start = time.perf_counter()
-        slow = scorecam_reference(model, images, target, layer).cpu()
-        record["reference"] = {"seconds": time.perf_counter() - start, "pearson": mean_pearson(saliency, slow)}
+    rounds = rounds_within(settings.repeats, settings.time_budget, list(warmups.values()))
+    run.log(f"{name}: {rounds} interleaved round(s) of {', '.join(contenders)}")
+    timed = interleave(contenders, rounds, seed, synchronize=lambda: synchronize(run.images.device),
+                       after_call=monitor.sample)
+    monitor.sample()
+    flags = summarize(name, run, record, timed["times_s"])
+    record["warmup_s"], record["order"], record["load"] = warmups, timed["order"], monitor.summary()
+    if record["load"]["busy"]:
+        flags.append(f"busy: other processes kept {record['load']['others_load']:.1f} cores' worth of tasks "
+                     f"runnable (more than {settings.busy_load:g})")
+    record["flags"] = flags
+    for flag in flags:
+        run.log(f"{name}: flag: {flag}")
     return record
 
 
-def run_benchmark(model_name="efficientnet_lite0", layer=None, size=224, batch=1, methods=None, photos=None,
-                  repeats=3, peers=True, reference=True, throughput_batches=(1, 8, 16, 32), time_budget=60.0,
-                  skip_over=300.0, weights="imagenet", device=None, log=None) -> dict:
+def run_benchmark(model="efficientnet_lite0", settings: BenchSettings | None = None, *, log=None,
+                  **overrides) -> dict:
     """Run the benchmark and return its results as a JSON-ready dict (see :mod:`camsurvey.lab.bench`).
 
-    ``methods``: names from ``METHODS`` (default: all). ``time_budget``: seconds of timed calls
-    per method beyond the warm-up (repeats are cut to fit, never below one). ``skip_over``:
-    methods whose irreducible work alone exceeds this many seconds are skipped, with a note.
-    ``reference``: also run Score-CAM's slow one-channel-at-a-time reference and correlate.
+    ``model``: a model object or a name from ``camsurvey.MODELS``; ``settings``: a
+    :class:`BenchSettings`, whose fields can also be given (or overridden) as keywords,
+    e.g. ``run_benchmark("resnet18", size=64, methods=["gradcam"], peers=False)``.
+    ``log``: called with a line of progress at each step.
     """
-    log = log or (lambda message: None)
-    methods = list(METHODS) if methods is None else list(methods)
-    for name in methods:
-        get_method(name)  # a clear ValueError for unknown names
-    if repeats < 1 or batch < 1:
-        raise ValueError(f"repeats and batch must be >= 1, got {repeats} and {batch}")
-    model, layer, photos, images = prepare(model_name, layer, size, batch, photos, weights, device)
+    if settings is not None and not isinstance(settings, BenchSettings):
+        raise TypeError(f"settings must be a BenchSettings (or give its fields as keywords), got {settings!r}")
+    fields = {field.name for field in dataclasses.fields(BenchSettings)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"run_benchmark has no setting {unknown}; the settings are {sorted(fields)}")
+    settings = dataclasses.replace(settings or BenchSettings(), **overrides)
+    threads = torch.get_num_threads()
+    try:
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        return benchmark(model, settings, log or (lambda message: None))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def benchmark(model, settings: BenchSettings, log) -> dict:
+    """:func:`run_benchmark` once its settings are checked and its threads set."""
+    started = time.perf_counter()
+    methods = list(METHODS) if settings.methods is None else list(settings.methods)
+    model, layer, photos, images = prepare(model, settings)
     _, scores, channels, positions, nonconstant = layer_shape(model, images, layer)
     target = resolve_target(None, scores)
     costs = method_costs(methods, channels, positions, nonconstant)
     priced = {n: c for n, c in costs.items() if "error" not in c}
-    log(f"measuring pass times ({model.name}, layer {layer}, {size}px, batch {batch}, {images.device})")
-    passes = pass_timings(model, images, layer, target, priced, repeats, throughput_batches)
-    peer_skips = {library: peer_available(library) if peers else "peers not requested" for library in PEERS}
-    settings = {"model": model.name, "weights": weights, "layer": layer, "input_size": size, "batch": batch,
-                "photos": photos, "repeats": repeats, "warmup": 1, "time_budget_s": time_budget,
-                "skip_over_s": skip_over, "device": str(images.device), "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "platform": platform.platform(),
-                "processor": platform.processor() or platform.machine(), "channels": channels,
-                "nonconstant_channels": nonconstant, "positions": positions, "memory": PeakMemory(images.device).how,
-                "peers": PEER_SETTINGS, **{f"{library}_skipped": skip for library, skip in peer_skips.items()}}
-    records = {}
-    for name in methods:
-        irreducible = None
-        if "error" not in costs[name]:
-            irreducible = irreducible_seconds(costs[name], batch, passes["forward_s"], passes["forward_backward_s"],
-                                              passes.get("forward_per_image_s"), passes.get("head_per_map_s"))
-        records[name] = {"cost": costs[name], **time_method(name, model, images, target, layer, irreducible, repeats,
-                                                            time_budget, skip_over, peer_skips, reference, log)}
-    return {"settings": settings, "passes": passes, "methods": records}
+    log(f"measuring pass times ({model.name}, layer {layer}, {settings.size}px, batch {settings.batch}, "
+        f"{images.device}, {torch.get_num_threads()} threads)")
+    passes = pass_timings(model, images, layer, target, priced, settings.repeats, settings.throughput_batches)
+    peer_skips = {library: peer_available(library) if settings.peers else "peers not requested" for library in PEERS}
+    run = Run(model, images, layer, target, settings, methods, costs, passes, peer_skips, log)
+    records = {name: {"cost": costs[name], **time_method(name, run, settings.seed + index)}
+               for index, name in enumerate(methods)}
+    return {"settings": settings_record(run, photos, channels, positions, nonconstant), "passes": passes,
+            "methods": records, "elapsed_s": time.perf_counter() - started}
+
+
+def settings_record(run: Run, photos, channels: int, positions: int, nonconstant: int) -> dict:
+    settings = run.settings
+    return {"model": run.model.name, "weights": settings.weights, "layer": run.layer, "input_size": settings.size,
+            "batch": settings.batch, "photos": photos, "repeats": settings.repeats, "warmup": 1,
+            "protocol": (f"interleaved: per method, one warm-up call of each contender, then up to "
+                         f"{settings.repeats} rounds each calling every contender once in an order shuffled "
+                         f"with seed {settings.seed} (+ the method's index); a ratio is the median of the "
+                         f"per-round ratios, its spread their min and max"),
+            "seed": settings.seed, "disagreement_factor": settings.disagreement, "busy_load": settings.busy_load,
+            "time_budget_s": settings.time_budget, "skip_over_s": settings.skip_over,
+            "device": str(run.images.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "channels": channels, "nonconstant_channels": nonconstant, "positions": positions,
+            "memory": PeakMemory(run.images.device).how, "peers": PEER_SETTINGS,
+            **{f"{library}_skipped": skip for library, skip in run.peer_skips.items()}}

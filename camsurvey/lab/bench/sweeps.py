@@ -1,14 +1,18 @@
-"""Sweeps for the performance chapter: time against channels, resolution, capacity, batch."""
+"""Sweeps for the performance chapter (time against channels, resolution, capacity, batch) and the
+interleaved comparison of our methods with each other."""
 
 from __future__ import annotations
 
+import functools
 import platform
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ...methods import explain
-from .timing import median_time
+from .interleave import interleave
+from .timing import median_time, synchronize
 
 
 def machine(device=None) -> str:
@@ -22,6 +26,17 @@ def time_methods(model, images, methods, layer=None, repeats=1, **params) -> dic
     """Median seconds of ``explain(name, model, images, layer)`` for each method, after one warm-up call."""
     return {name: median_time(lambda name=name: explain(name, model, images, layer=layer, **params.get(name, {})),
                               repeats, 1, images.device) for name in methods}
+
+
+def compare_methods(model, images, methods, layer=None, rounds: int = 3, seed: int = 0, **params) -> dict:
+    """Seconds of ``explain(name, model, images, layer)`` for each method, timed in interleaved rounds
+    after one warm-up call each (``{name: [seconds per round]}``): a ratio of two of them is then
+    ``bench.compare(times[a], times[b])``, the median of per-round ratios with its spread."""
+    calls: dict[str, Callable[[], object]] = {
+        name: functools.partial(explain, name, model, images, layer=layer, **params.get(name, {})) for name in methods}
+    for call in calls.values():
+        call()
+    return interleave(calls, rounds, seed, synchronize=lambda: synchronize(images.device))["times_s"]
 
 
 def loglog_plot(ax, x, times: dict, xlabel: str, title: str = "") -> dict:

@@ -1,4 +1,8 @@
-"""Wall time and peak memory of a call, on the CPU or CUDA."""
+"""Wall time and peak memory of a call, on the CPU or CUDA.
+
+:func:`time_call` and :func:`median_time` time one function's repeats one after the other: right
+for a single time (the sweeps' slopes), wrong for a ratio of two, which :mod:`.interleave` times.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import statistics
 import threading
 import time
+from typing import Any
 
 import torch
 
@@ -15,8 +20,9 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(function, repeats: int = 3, warmup: int = 1, device="cpu") -> list[float]:
-    """Wall times (s) of ``repeats`` calls of ``function()``, after ``warmup`` untimed calls."""
+def time_call(function, repeats: int = 3, warmup: int = 1, device="cpu", clock=time.perf_counter) -> list[float]:
+    """Wall times (s) of ``repeats`` calls of ``function()``, one after the other, after ``warmup``
+    untimed calls. ``clock``: seconds (a fake one in tests)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     for _ in range(warmup):
@@ -24,10 +30,10 @@ def time_call(function, repeats: int = 3, warmup: int = 1, device="cpu") -> list
     times = []
     for _ in range(repeats):
         synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         function()
         synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
@@ -99,6 +105,16 @@ def _trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def warm_up(function, device) -> tuple[Any, float, float | None]:
+    """One untimed-for-the-record call: ``(its result, its seconds, its peak memory in MB or None)``."""
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        result = function()
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return result, seconds, None if memory.peak is None else memory.peak / 2**20
 
 
 def measure(function, repeats: int, device, time_budget: float | None = None) -> dict:
