@@ -8,6 +8,7 @@ map to [0, 1] (``norm(.)``), where a constant map becomes zeros, never NaN.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -204,15 +205,14 @@ def explained_layer(model, images: torch.Tensor, layer):
         raise layer_error(model, images, layer, str(error)) from None
 
 
-def captured_maps(model, images, layer, record: Capture, tensor: torch.Tensor | None = None) -> torch.Tensor:
-    """``record``'s activations (or ``tensor``, laid out like them) as (B, C, h, w) maps."""
+def captured_layout(model, images, record: Capture) -> Layout:
+    """How ``record``'s activations read as (B, C, h, w) maps; a :class:`LayerError` if they do not."""
     if record.activations is None:
-        raise layer_error(model, images, layer, "is not run by the model's forward pass")
+        raise LayerError("is not run by the model's forward pass")
     try:
-        layout = layout_of(model, record.activations, images)
+        return layout_of(model, record.activations, images)
     except ValueError as error:
-        raise layer_error(model, images, layer, f"is not a spatial feature map: {error}") from None
-    return layout.to_maps(record.activations.detach() if tensor is None else tensor)
+        raise LayerError(f"is not a spatial feature map: {error}") from None
 
 
 def forward_and_backward(model: CamModel, images: torch.Tensor, layer: str | None, target) -> tuple:
@@ -221,23 +221,42 @@ def forward_and_backward(model: CamModel, images: torch.Tensor, layer: str | Non
     The gradient is taken with respect to the layer's output only (``torch.autograd.grad``),
     so nothing accumulates in any ``.grad``.
     """
-    with capture(model.layer(layer)) as record, torch.enable_grad(), explained_layer(model, images, layer):
-        scores = model(images)
-        activations = captured_maps(model, images, layer, record)
+    with explained_layer(model, images, layer), torch.enable_grad():
+        with capture(model.layer(layer)) as record:
+            scores = model(images)
+        layout = captured_layout(model, images, record)
         target = resolve_target(target, scores, len(images))
         assert record.activations is not None
         gradient, = torch.autograd.grad(class_scores(scores, target).sum(), record.activations, allow_unused=True)
-    if gradient is None:
-        raise layer_error(model, images, layer, "does not influence the class score (its output is not used)")
-    return activations, captured_maps(model, images, layer, record, gradient), scores.detach(), target
+        if gradient is None:
+            raise LayerError("does not influence the class score (its output is not used)")
+    return layout.to_maps(record.activations.detach()), layout.to_maps(gradient), scores.detach(), target
 
 
 def forward_activations(model: CamModel, images: torch.Tensor, layer: str | None) -> tuple:
     """One forward pass without gradients: returns (A, scores)."""
-    with capture(model.layer(layer), gradients=False) as record, torch.no_grad(), \
-            explained_layer(model, images, layer):
-        scores = model(images)
-    return captured_maps(model, images, layer, record), scores
+    with explained_layer(model, images, layer), torch.no_grad():
+        with capture(model.layer(layer), gradients=False) as record:
+            scores = model(images)
+        layout = captured_layout(model, images, record)
+    assert record.activations is not None
+    return layout.to_maps(record.activations), scores
+
+
+CHECKED_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(layer, H, W)}
+
+
+def check_layer(model, layer, images: torch.Tensor) -> None:
+    """Refuse, before any method runs, a layer that is not a spatial feature map or that runs more
+    than once per forward pass (with the list of the layers that work).
+
+    One forward pass of the first image, once per model, layer and image size (remembered).
+    """
+    key = (layer, *images.shape[-2:])
+    seen = CHECKED_LAYERS.setdefault(model, set())
+    if key not in seen:
+        forward_activations(model, images[:1], layer)
+        seen.add(key)
 
 
 def image_heads(model, layer, images: torch.Tensor) -> list:

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..models.base import CamModel
 from ..models.wrap import WrappedModel, untouched, wrapped
-from ..plumbing import TargetModel, check_images, finish
+from ..plumbing import TargetModel, check_images, check_layer, finish
 from ..plumbing import normalize as normalize_maps
 
 FAMILIES = ("activation-based", "gradient-based", "gradient-free", "smoothing/integration", "helper")
@@ -192,6 +192,8 @@ def explain(method: str, model, images: torch.Tensor, target=None, layer=None, *
         images = check_images(images, model)
         scored, index = (TargetModel(model, target), 0) if callable(target) else (model, target)
         names = [resolve_layer(model, each, images, scored) for each in layers]
+        for name in names:
+            check_layer(model, name, images)
         maps = [entry.function(scored, images, index, name, **params)[0].detach().float() for name in names]
     if raw:
         return maps if several else maps[0]
