@@ -102,14 +102,11 @@ def explain_model(name: str, weights):
     if not name.startswith("torchvision:"):
         return cs.load_model(name, **({} if weights is None else {"weights": weights}))
     import torch
-    import torchvision
+
+    from .models.wrap import plain_torchvision
 
     architecture = name.split(":", 1)[1]
-    if architecture not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"unknown torchvision classifier {architecture!r}; choose one of "
-                         f"{torchvision.models.list_models(module=torchvision.models)}")
-    torch.manual_seed(0)
-    module = torchvision.models.get_model(architecture, weights=None)
+    module = plain_torchvision(architecture)
     if weights is None:
         print(f"note: {architecture} has random weights (no --weights file given): the maps show the method, "
               "not a trained network", file=sys.stderr)

@@ -243,7 +243,7 @@ def forward_activations(model: CamModel, images: torch.Tensor, layer: str | None
     return layout.to_maps(record.activations), scores
 
 
-CHECKED_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(layer, H, W)}
+CHECKED_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(layer, H, W, reshape)}
 
 
 def check_layer(model, layer, images: torch.Tensor) -> None:
@@ -252,8 +252,9 @@ def check_layer(model, layer, images: torch.Tensor) -> None:
 
     One forward pass of the first image, once per model, layer and image size (remembered).
     """
-    key = (layer, *images.shape[-2:])
-    seen = CHECKED_LAYERS.setdefault(model, set())
+    inner = getattr(model, "model", model)
+    key = (layer, *images.shape[-2:], repr(getattr(inner, "reshape", None)))
+    seen = CHECKED_LAYERS.setdefault(model_layers(model), set())  # the caller's module: kept while it lives
     if key not in seen:
         forward_activations(model, images[:1], layer)
         seen.add(key)

@@ -187,7 +187,8 @@ def explain(method: str, model, images: torch.Tensor, target=None, layer=None, *
             raise ValueError("an ONNX export takes a class index target and its one exported layer; target "
                              "callables, layer lists, raw=True, normalize and reshape need a PyTorch model")
         return explain_deployed(entry, model, images, target, layer, params)
-    model = camsurvey_model(model, normalize, reshape)
+    with torch.inference_mode(False):  # under the caller's inference mode too: gradients need autograd
+        model = camsurvey_model(model, normalize, reshape)
     with torch.inference_mode(False), untouched(model):
         images = check_images(images, model)
         scored, index = (TargetModel(model, target), 0) if callable(target) else (model, target)

@@ -338,6 +338,7 @@ def stage_of(node_stage: nn.Module) -> nn.Module:
 
 
 SPLITS_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(layer, ...): FxSplit | "hook"}
+DEFAULT_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(reshape, top score?): name}
 
 
 def attribute(root: nn.Module, target: str):
@@ -419,7 +420,8 @@ class WrappedModel(nn.Module):
         self.split_mode = split
         self.reshape = reshape
         self.categories = list(categories) if categories is not None else None
-        stats = normalization(normalize)
+        with torch.inference_mode(False):  # normal tensors, usable by autograd, even if made in inference mode
+            stats = normalization(normalize)
         self.mean: torch.Tensor | None = None if stats is None else stats[0]
         self.std: torch.Tensor | None = None if stats is None else stats[1]
         self.default_layer = None if layer is None else self.layer_name(layer)
@@ -485,15 +487,19 @@ class WrappedModel(nn.Module):
         """Set and return :attr:`default_layer` when none was given (one probe pass with gradients of
         ``score(output)``, by default the top class score)."""
         if self.default_layer is None:
-            with torch.no_grad():
-                score(self(image[:1]))  # a clear message for a module that is not a classifier
-            records = probe(self, self.module, image[:1], gradients=True, reshape=self.reshape, score=score)
-            candidates = [r.name for r in records.values() if r.calls == 1 and r.layout is not None
-                          and r.gradient_reaches]
-            if not candidates:
-                raise ValueError(f"found no layer of {self.name} whose output is a spatial map that the class score "
-                                 "depends on; pass layer='...' (and reshape=... for token outputs)")
-            self.default_layer = candidates[-1]
+            found = DEFAULT_LAYERS.setdefault(self.module, {})
+            key = (repr(self.reshape), score is top_score)
+            if key not in found:
+                with torch.no_grad():
+                    score(self(image[:1]))  # a clear message for a module that is not a classifier
+                records = probe(self, self.module, image[:1], gradients=True, reshape=self.reshape, score=score)
+                candidates = [r.name for r in records.values() if r.calls == 1 and r.layout is not None
+                              and r.gradient_reaches]
+                if not candidates:
+                    raise ValueError(f"found no layer of {self.name} whose output is a spatial map that the class "
+                                     "score depends on; pass layer='...' (and reshape=... for token outputs)")
+                found[key] = candidates[-1]
+            self.default_layer = found[key]
         return self.default_layer
 
     def layout(self, output, image_size) -> Layout:
@@ -531,18 +537,19 @@ class WrappedModel(nn.Module):
         return choice
 
     def _split_agrees(self, split: FxSplit, name: str, image: torch.Tensor) -> bool:
-        """The graphs give the module's own output: features, then head on two copies of A."""
+        """The graphs give the module's own output: features, then head on two copies of A.
+
+        Two copies, so that a frontier value that fixed the batch size (a size read off the
+        image's tensor) shows as a wrong shape or an error (then the hook serves this layer).
+        """
         with torch.no_grad():
             expected = self.module(self.normalized(image))
             raw, *frontier = split.features(self.normalized(image))
-            got = split.head(torch.cat([raw, raw]), *[f.expand(2, *f.shape[1:]) if isinstance(f, torch.Tensor) else f
-                                                     for f in frontier])
-        if not all(isinstance(f, torch.Tensor) and f.shape[:1] == (1,) for f in frontier):
-            return False  # a frontier value that is not a per-image tensor (a size) cannot follow the batch
+            got = split.head(torch.cat([raw, raw]), *batched(frontier, 2))
         if not isinstance(expected, torch.Tensor) or not isinstance(got, torch.Tensor):
             return isinstance(got, type(expected))
         scale = max(1.0, float(expected.abs().max()))
-        return got.shape[1:] == expected.shape[1:] and bool((got - expected).abs().max() <= 1e-4 * scale)
+        return got.shape == (2, *expected.shape[1:]) and bool((got - expected).abs().max() <= 1e-4 * scale)
 
     def split(self, name=None, image_size=(224, 224)) -> tuple[nn.Module, nn.Module]:
         """``(features, head)``: images -> A and A -> output, where the cut at ``name`` is clean.
@@ -603,7 +610,7 @@ class WrappedModel(nn.Module):
             count = len(maps)
             assert layout.from_maps is not None
             with untouched(self.module):
-                return split.head(layout.from_maps(maps, raw), *[f.expand(count, *f.shape[1:]) for f in frontier])
+                return split.head(layout.from_maps(maps, raw), *batched(frontier, count))
 
         return head
 
@@ -629,13 +636,31 @@ class WrappedModel(nn.Module):
         return f"name={self.name!r}, default_layer={self.default_layer!r}, split={self.split_mode!r}"
 
 
+def batched(frontier: list, count: int) -> list:
+    """One image's frontier values for a batch of ``count`` maps: tensors repeated along the batch
+    axis (a view), anything else (``None``, flags) as it is."""
+    return [value.expand(count, *value.shape[1:]) if isinstance(value, torch.Tensor) else value for value in frontier]
+
+
 def reshape_has_no_inverse(name: str) -> str:
     return (f"the reshape function given for {name} turns the layer's output into maps but not back, and this "
             "method re-runs the network after the layer on perturbed maps; give reshape as 'tokens', 'BHWC' or "
             "'BCHW' (or None to detect it)")
 
 
-_WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def plain_torchvision(architecture: str, seed: int = 0) -> nn.Module:
+    """torchvision's ``architecture`` as the plain module torchvision builds, random weights seeded
+    with ``seed`` as :func:`camsurvey.load_model` seeds them (so ``plain_torchvision("resnet50")``
+    has the weights of ``load_model("resnet50", weights=None)``), in evaluation mode; nothing
+    downloads. The global random state is left as it was."""
+    import torchvision
+
+    if architecture not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown torchvision classifier {architecture!r}; choose one of "
+                         f"{torchvision.models.list_models(module=torchvision.models)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torchvision.models.get_model(architecture, weights=None).eval()
 
 
 def wrap(module: nn.Module, *, layer=None, normalize="imagenet", reshape=None, split: str = "auto",
@@ -648,13 +673,9 @@ def wrap(module: nn.Module, *, layer=None, normalize="imagenet", reshape=None, s
 
 
 def wrapped(module: nn.Module, normalize="imagenet", reshape=None) -> WrappedModel:
-    """The wrapper ``explain`` uses for a plain ``module``: made once per module and settings, kept while
-    the module lives (so its fx splits are traced once)."""
-    key = (repr(normalize), reshape if callable(reshape) else repr(reshape))
-    per_module = _WRAPPERS.setdefault(module, {})
-    if key not in per_module:
-        per_module[key] = wrap(module, normalize=normalize, reshape=reshape)
-    return per_module[key]
+    """The wrapper ``explain`` uses for a plain ``module``. A new one each call: what is worth keeping
+    (fx splits, the default layer, checked layers) is kept per module, weakly (it goes with the module)."""
+    return wrap(module, normalize=normalize, reshape=reshape)
 
 
-__all__ = ["WrappedModel", "channels_first", "probe", "untouched", "wrap"]
+__all__ = ["WrappedModel", "channels_first", "plain_torchvision", "probe", "untouched", "wrap"]

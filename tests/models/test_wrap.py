@@ -226,7 +226,7 @@ def test_fx_split_and_hook_fallback_give_the_same_maps(name):
 def test_a_residual_cut_feeds_the_head_what_the_image_computed_before_the_layer():
     """Inside a ResNet block the rest of the network also reads the block's input (the skip):
     the fx head gets it per image; the result is the hook's (a full re-run)."""
-    net, x = torchvision.models.resnet18(num_classes=7).eval(), images(2, 64)
+    net, x = torchvision.models.resnet18(num_classes=7).eval(), images(1, 64)
     layer = "layer4.1.bn2"
     fx_model, hook_model = cs.wrap(net, layer=layer, split="fx"), cs.wrap(net, layer=layer, split="hook")
     for name in ("reciprocam", "ablationcam"):  # the same maps up to float rounding (different kernels' batch sizes)
@@ -347,3 +347,17 @@ def test_every_method_runs_on_cuda_without_moving_maps_to_the_cpu():
         saliency = cs.explain(name, net, x, layer="features", **small_params(name))
         assert saliency.device.type == "cuda" and torch.isfinite(saliency).all(), name
     assert isinstance(cs.wrap(net), WrappedModel)
+
+
+def test_what_camsurvey_keeps_of_a_module_goes_with_it():
+    """Splits, default layers and checked layers are kept weakly: explaining a module does not keep it alive."""
+    import gc
+    import weakref
+
+    net = plain_net()
+    alive = weakref.ref(net)
+    for name in ("ablationcam", "gradcam", "cam"):
+        cs.explain(name, net, images())
+    del net
+    gc.collect()
+    assert alive() is None

@@ -9,6 +9,8 @@ scaling, see ``tests/methods/test_cross_library.py``); torchcam's raw maps with 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -55,14 +57,18 @@ def grad_cam_peer(peer, model, layers, images, targets, reshape_transform=None):
 
 # --- torchvision ResNet-18, every shared method ------------------------------------------------
 
+# Score-CAM and Ablation-CAM cost a pass per channel: they are compared at layer1 and layer2 (64 and 128 channels)
+PER_CHANNEL = {"scorecam": "layer1", "ablationcam": "layer2"}
+
+
 @pytest.mark.parametrize("name, peer", [("gradcam", "GradCAM"), ("gradcam++", "GradCAMPlusPlus"),
                                         ("xgradcam", "XGradCAM"), ("layercam", "LayerCAM"),
                                         ("hirescam", "HiResCAM"), ("ablationcam", "AblationCAM")])
 def test_a_plain_resnet_matches_pytorch_grad_cam(name, peer, resnet, images):
-    targets = top1(resnet, images)
-    theirs = grad_cam_peer(getattr(pytorch_grad_cam, peer), resnet, [resnet.layer4], images,
+    targets, layer = top1(resnet, images), PER_CHANNEL.get(name, "layer4")
+    theirs = grad_cam_peer(getattr(pytorch_grad_cam, peer), resnet, [resnet.get_submodule(layer)], images,
                            [ClassifierOutputTarget(int(c)) for c in targets])
-    ours = cs.explain(name, resnet, images, layer="layer4", target=targets, normalize=None)
+    ours = cs.explain(name, resnet, images, layer=layer, target=targets, normalize=None)
     for b in range(len(images)):
         assert pearson(ours[b], theirs[b]) >= 0.99, (name, b)
 
@@ -70,21 +76,22 @@ def test_a_plain_resnet_matches_pytorch_grad_cam(name, peer, resnet, images):
 @pytest.mark.parametrize("name, peer", [("cam", "CAM"), ("gradcam", "GradCAM"), ("xgradcam", "XGradCAM"),
                                         ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM")])
 def test_a_plain_resnet_matches_torchcam_on_raw_maps(name, peer, resnet, images):
-    targets = top1(resnet, images)
+    targets, layer = top1(resnet, images), PER_CHANNEL.get(name, "layer4")
     options = {"fc_layer": "fc"} if name == "cam" else {}
-    with getattr(torchcam_methods, peer)(resnet, target_layer="layer4", input_shape=(3, 64, 64), **options) as extractor:
+    with getattr(torchcam_methods, peer)(resnet, target_layer=layer, input_shape=(3, 64, 64), **options) as extractor:
         scores = resnet(images.clone().requires_grad_(name not in ("cam", "scorecam")))
         theirs = extractor(targets.tolist(), scores, normalized=False)[0].detach()
-    ours = cs.explain(name, resnet, images, layer="layer4", target=targets, normalize=None, raw=True)
+    ours = cs.explain(name, resnet, images, layer=layer, target=targets, normalize=None, raw=True,
+                      **({"batch_size": 32} if name == "scorecam" else {}))
     assert ours.shape == theirs.shape
     for b in range(len(images)):
         assert pearson(ours[b], theirs[b]) >= 0.99, (name, b)
 
 
 def test_a_plain_resnet_equals_camsurveys_resnet_of_the_same_weights(images):
-    """torchvision.models.resnet18() seeded as camsurvey seeds it is load_model("resnet18", weights=None)."""
-    torch.manual_seed(0)
-    plain = torchvision.models.resnet18(weights=None)
+    """torchvision's resnet18 seeded as camsurvey seeds it is load_model("resnet18", weights=None): the
+    benchmark's plain-module case (``plain_torchvision``) compares the same network both ways."""
+    plain = cs.models.wrap.plain_torchvision("resnet18")
     ours = cs.load_model("resnet18", weights=None, device="cpu")
     for name in ("gradcam", "ablationcam", "reciprocam"):
         assert torch.allclose(cs.explain(name, plain, images, layer="layer4"), cs.explain(name, ours, images),
@@ -163,6 +170,11 @@ def test_every_head_method_runs_on_a_vit_where_the_residual_stream_crosses_the_l
     layer = "blocks.11.norm1"
     by_fx = cs.wrap(model, layer=layer, normalize=None, split="fx")
     by_hook = cs.wrap(model, layer=layer, normalize=None, split="hook")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fx split must reproduce the module (no fallback to the hook)
+        cs.explain("reciprocam", by_fx, images[:1])
+    split = next(v for k, v in cs.models.wrap.SPLITS_MADE[model].items() if k[0] == layer and k[1] == "fx")
+    assert isinstance(split, cs.models.wrap.FxSplit) and split.frontier >= 1
     for name in ("reciprocam", "ablationcam"):
         fx_maps, hook_maps = cs.explain(name, by_fx, images[:1]), cs.explain(name, by_hook, images[:1])
         assert torch.isfinite(fx_maps).all() and fx_maps.shape == (1, 64, 64)
