@@ -1,9 +1,14 @@
 """What every CAM method shares, written once.
 
-Checking inputs, choosing the target class, capturing a layer's activations A and the
-gradients dy^c/dA (with hooks that are always removed, also when the call raises),
-upsampling a map to the input's size (the ``up(.)`` of eqs. 4 and 6) and normalising each
-map to [0, 1] (``norm(.)``), where a constant map becomes zeros, never NaN.
+Checking inputs, choosing the target class (an index, or a callable on the model's output:
+:class:`TargetModel`), capturing a layer's activations A and the gradients dy^c/dA (with hooks
+that are always removed, also when the call raises; a copy of the output, so in-place
+operations after the layer change nothing; laid out as (B, C, h, w) maps whatever the layer's
+own layout, :mod:`camsurvey.models.layouts`), refusing a layer that is not a spatial map or
+runs twice (:func:`check_layer`, with the list of layers that work), the network after the
+layer for each image (:func:`image_heads`), upsampling a map to the input's size (the ``up(.)``
+of eqs. 4 and 6) and normalising each map to [0, 1] (``norm(.)``), where a constant map
+becomes zeros, never NaN.
 """
 
 from __future__ import annotations
