@@ -59,19 +59,22 @@ LISTED_LAYERS = 12  # how many layer names an error message lists before "and N 
 # --- the caller's module, unchanged --------------------------------------------------------
 
 @contextmanager
-def untouched(module: nn.Module):
+def untouched(module: nn.Module, buffers: bool = True):
     """Run ``module`` in evaluation mode with frozen parameters; restore everything on exit.
 
     Restored exactly: every sub-module's ``training`` flag (set directly, so no overridden
-    ``train()`` runs), every parameter's ``requires_grad`` and ``.grad``, and every buffer's
-    values (in place, only where a forward pass changed them). Nested uses are harmless.
+    ``train()`` runs), every parameter's ``requires_grad`` and ``.grad``, and (with
+    ``buffers``) every buffer's values, in place, where a pass changed them. Nested uses are
+    harmless. ``explain`` keeps the buffers once per call; each forward pass of a
+    :class:`WrappedModel` keeps the rest (in evaluation mode no standard layer writes a buffer,
+    and comparing buffers at every pass would cost a device synchronisation on a GPU).
     """
     modules = list(module.modules())
     modes = [m.training for m in modules]
     parameters = list(module.parameters())
     flags = [p.requires_grad for p in parameters]
     grads = [p.grad for p in parameters]
-    buffers = [(b, b.detach().clone()) for b in module.buffers()]
+    saved = [(b, b.detach().clone()) for b in module.buffers()] if buffers else []
     try:
         for m in modules:
             m.training = False
@@ -88,9 +91,9 @@ def untouched(module: nn.Module):
             if p.grad is not grad:
                 p.grad = grad
         with torch.no_grad():
-            for b, saved in buffers:
-                if b.shape != saved.shape or not torch.equal(b, saved):
-                    b.copy_(saved)
+            for b, value in saved:
+                if b.shape != value.shape or not torch.equal(b, value):
+                    b.copy_(value)
 
 
 # --- normalisation -----------------------------------------------------------------------------
@@ -367,7 +370,7 @@ class Features(nn.Module):
         self.layout = layout
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with untouched(self.wrapper[0].module):
+        with untouched(self.wrapper[0].module, buffers=False):
             return self.layout.to_maps(self.graph(self.wrapper[0].normalized(images))[0])
 
 
@@ -381,7 +384,7 @@ class Head(nn.Module):
 
     def forward(self, maps: torch.Tensor):
         assert self.layout.from_maps is not None
-        with untouched(self.wrapper[0].module):
+        with untouched(self.wrapper[0].module, buffers=False):
             return self.graph(self.layout.from_maps(maps, None))
 
     def __iter__(self) -> Iterator[nn.Module]:
@@ -447,7 +450,7 @@ class WrappedModel(nn.Module):
 
     def forward(self, images: torch.Tensor):
         """The module's output for RGB images in [0, 1], normalised as the module expects."""
-        with untouched(self.module):
+        with untouched(self.module, buffers=False):
             return self.module(self.normalized(images))
 
     def named_layers(self) -> list[tuple[str, nn.Module]]:
@@ -522,7 +525,7 @@ class WrappedModel(nn.Module):
         if self.split_mode != "hook":
             layer = self.layer(name)
             try:
-                with untouched(self.module):
+                with untouched(self.module, buffers=False):
                     split = fx_split(self.module, layer, name)
                     choice = split if self._split_agrees(split, name, image) else "hook"
                 if choice == "hook":
@@ -563,7 +566,7 @@ class WrappedModel(nn.Module):
         device = self.device
         image = torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0)).to(device)
         split = self._split_at(name, image)
-        with torch.no_grad(), untouched(self.module):
+        with torch.no_grad(), untouched(self.module, buffers=False):
             output = split.features(self.normalized(image))[0] if isinstance(split, FxSplit) else None
         layout = self.layout(output, image_size) if output is not None else None
         if not isinstance(split, FxSplit) or split.frontier or layout is None or layout.from_maps is None \
@@ -581,7 +584,7 @@ class WrappedModel(nn.Module):
         name = self.layer_name(name if name is not None else self.default_layer or "")
         split = self._split_at(name, images[:1])
         if isinstance(split, FxSplit) and not split.frontier:
-            with torch.no_grad(), untouched(self.module):
+            with torch.no_grad(), untouched(self.module, buffers=False):
                 layout = self.layout(split.features(self.normalized(images[:1]))[0], images.shape[-2:])
             if layout.from_maps is not None and not layout.needs_output:
                 return [self._clean_head(split, layout)] * len(images)
@@ -594,13 +597,13 @@ class WrappedModel(nn.Module):
     def _clean_head(self, split: FxSplit, layout: Layout) -> Callable:
         def head(maps: torch.Tensor):
             assert layout.from_maps is not None
-            with untouched(self.module):
+            with untouched(self.module, buffers=False):
                 return split.head(layout.from_maps(maps, None))
 
         return head
 
     def _fx_head(self, split: FxSplit, image: torch.Tensor) -> Callable:
-        with torch.no_grad(), untouched(self.module):
+        with torch.no_grad(), untouched(self.module, buffers=False):
             raw, *frontier = split.features(self.normalized(image))
         layout = self.layout(raw, image.shape[-2:])
         if layout.from_maps is None:
@@ -609,7 +612,7 @@ class WrappedModel(nn.Module):
         def head(maps: torch.Tensor):
             count = len(maps)
             assert layout.from_maps is not None
-            with untouched(self.module):
+            with untouched(self.module, buffers=False):
                 return split.head(layout.from_maps(maps, raw), *batched(frontier, count))
 
         return head

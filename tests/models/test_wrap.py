@@ -361,3 +361,22 @@ def test_what_camsurvey_keeps_of_a_module_goes_with_it():
     del net
     gc.collect()
     assert alive() is None
+
+
+class Counting(PlainNet):
+    """A module that writes a buffer at every forward pass, whatever its mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+def test_a_buffer_a_forward_pass_writes_is_given_back_as_it_was():
+    net = Counting()
+    before = snapshot(net)
+    cs.explain("scorecam", net, images(), layer="features")
+    assert_unchanged(net, before)
