@@ -342,6 +342,7 @@ def stage_of(node_stage: nn.Module) -> nn.Module:
 
 SPLITS_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(layer, ...): FxSplit | "hook"}
 DEFAULT_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(reshape, top score?): name}
+LAYOUTS_SEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(layer, (H, W), reshape): Layout}
 
 
 def attribute(root: nn.Module, target: str):
@@ -584,8 +585,7 @@ class WrappedModel(nn.Module):
         name = self.layer_name(name if name is not None else self.default_layer or "")
         split = self._split_at(name, images[:1])
         if isinstance(split, FxSplit) and not split.frontier:
-            with torch.no_grad(), untouched(self.module, buffers=False):
-                layout = self.layout(split.features(self.normalized(images[:1]))[0], images.shape[-2:])
+            layout = self._head_layout(split, name, images[:1])
             if layout.from_maps is not None and not layout.needs_output:
                 return [self._clean_head(split, layout)] * len(images)
         heads: list[Callable] = []
@@ -593,6 +593,15 @@ class WrappedModel(nn.Module):
             image = images[b : b + 1]
             heads.append(self._fx_head(split, image) if isinstance(split, FxSplit) else self._hook_head(name, image))
         return heads
+
+    def _head_layout(self, split: FxSplit, name: str, image: torch.Tensor) -> Layout:
+        """The layer's layout at this image size: one features pass, then kept (it depends on shapes only)."""
+        known = LAYOUTS_SEEN.setdefault(self.module, {})
+        key = (name, tuple(image.shape[-2:]), repr(self.reshape))
+        if key not in known:
+            with torch.no_grad(), untouched(self.module, buffers=False):
+                known[key] = self.layout(split.features(self.normalized(image))[0], image.shape[-2:])
+        return known[key]
 
     def _clean_head(self, split: FxSplit, layout: Layout) -> Callable:
         def head(maps: torch.Tensor):

@@ -380,3 +380,22 @@ def test_a_buffer_a_forward_pass_writes_is_given_back_as_it_was():
     before = snapshot(net)
     cs.explain("scorecam", net, images(), layer="features")
     assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("name", ["gradcam", "scorecam", "ablationcam", "reciprocam", "cam"])
+def test_after_the_first_call_a_plain_module_costs_the_methods_own_forward_passes(name):
+    """The first call checks the layer (and traces the split) once; every later call runs the
+    module's full forward pass exactly as often as the method's ``cost`` says (head passes of
+    Ablation-CAM and Recipro-CAM go through the traced head, not the whole module)."""
+    net, x = plain_net().eval(), images(1)
+    wrapped = cs.wrap(net, layer="features")
+    cs.explain(name, wrapped, x, **({"batch_size": 2} if name == "scorecam" else {}))
+    calls = []
+    handle = net.register_forward_pre_hook(lambda module, inputs: calls.append(len(inputs[0])))
+    try:
+        cs.explain(name, wrapped, x, **({"batch_size": 2} if name == "scorecam" else {}))
+    finally:
+        handle.remove()
+    live = int((~cs.plumbing.is_constant(forward_activations(wrapped, x, "features")[0][0])).sum())
+    expected = cs.METHODS[name].count_passes(6, 400, live)["forward"]
+    assert sum(calls) == expected, (name, calls)
