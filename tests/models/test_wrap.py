@@ -91,10 +91,6 @@ def assert_unchanged(module: nn.Module, before: dict) -> None:
     assert all(torch.equal(after["state"][k], before["state"][k]) for k in before["state"])
 
 
-def pearson(a, b) -> float:
-    return float(cs.metrics.pearson(torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()))
-
-
 # --- every method, and the caller's objects unchanged ------------------------------------------
 
 @pytest.mark.parametrize("name", list(cs.METHODS))

@@ -175,7 +175,9 @@ def test_every_head_method_runs_on_a_vit_where_the_residual_stream_crosses_the_l
         cs.explain("reciprocam", by_fx, images[:1])
     split = next(v for k, v in cs.models.wrap.SPLITS_MADE[model].items() if k[0] == layer and k[1] == "fx")
     assert isinstance(split, cs.models.wrap.FxSplit) and split.frontier >= 1
-    for name in ("reciprocam", "ablationcam"):
-        fx_maps, hook_maps = cs.explain(name, by_fx, images[:1]), cs.explain(name, by_hook, images[:1])
-        assert torch.isfinite(fx_maps).all() and fx_maps.shape == (1, 64, 64)
-        assert torch.allclose(fx_maps, hook_maps, atol=1e-4), name
+    for name in ("reciprocam", "ablationcam"):  # raw maps: a random ViT's Recipro-CAM spans ~1e-4, which
+        # min-max scaling blows up to the size of float rounding differences between the two paths
+        fx_maps = cs.explain(name, by_fx, images[:1], raw=True)
+        hook_maps = cs.explain(name, by_hook, images[:1], raw=True)
+        assert torch.isfinite(fx_maps).all() and fx_maps.shape == (1, 4, 4)
+        assert torch.allclose(fx_maps, hook_maps, rtol=1e-4, atol=1e-6), name
