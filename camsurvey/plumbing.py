@@ -176,8 +176,11 @@ def layer_error(model, images: torch.Tensor, layer, reason: str) -> UnusableLaye
     name = layer_display_name(model, layer)
     records = probe(inner, root, images[:1], reshape=getattr(inner, "reshape", None))
     valid = valid_layers(records)
-    if isinstance(inner, CamModel):  # its split points first: every method accepts those
-        valid = [n for n in inner.layer_names if n in valid] + [n for n in valid if n not in inner.layer_names]
+    if isinstance(inner, CamModel):  # its split points, which every method accepts, in the network's order
+        valid = [n for n in inner.layer_names if n in valid]
+        listed, more = listing(valid), " (or a sub-module of one of them, by its name in model.named_modules())"
+    else:
+        listed, more = listing(closest_first(name, valid[::-1])), " (the closest names first, then the deepest)"
     hint = ""
     seen = records.get(name)
     if seen is not None and seen.calls > 1:
@@ -189,7 +192,7 @@ def layer_error(model, images: torch.Tensor, layer, reason: str) -> UnusableLaye
                 + (f", such as its parent {parent!r}" if parent else ""))
         reason = "runs more than once in one forward pass"
     return UnusableLayerError(f"layer {name!r} {reason}{hint}; the layers whose output is a spatial feature map are "
-                      f"{listing(closest_first(name, valid))}")
+                              f"{listed}{more}")
 
 
 def layout_of(model, output: torch.Tensor, images: torch.Tensor) -> Layout:
@@ -217,7 +220,7 @@ def captured_layout(model, images, record: Capture) -> Layout:
     try:
         return layout_of(model, record.activations, images)
     except ValueError as error:
-        raise LayerError(f"is not a spatial feature map: {error}") from None
+        raise LayerError(f"is not a spatial feature map ({error})") from None
 
 
 def forward_and_backward(model: CamModel, images: torch.Tensor, layer: str | None, target) -> tuple:

@@ -141,5 +141,4 @@ def detect_layout(output, image_size, reshape=None) -> Layout:
                          f"leaves a grid of patches with the image's {image_size[0]}x{image_size[1]} aspect ratio; "
                          "pass reshape=FUNCTION returning (B, C, h, w) maps")
     asked = f" as {reshape!r}" if reshape else ""
-    raise ValueError(f"the layer's output is {describe_shape(output)}, which cannot be read{asked} as {wanted}: "
-                     "it is not a spatial feature map")
+    raise ValueError(f"the layer's output is {describe_shape(output)}, which cannot be read{asked} as {wanted}")
