@@ -1,5 +1,8 @@
 """The ``camsurvey`` command (also ``python -m camsurvey``): ``camsurvey run CHAPTER -p NAME VALUE ...`` and friends.
 
+``camsurvey explain IMAGE... -m METHOD --model NAME -o FOLDER`` writes one overlay PNG per image
+and method (``--model torchvision:resnet50 --weights FILE`` for a plain torchvision module).
+
 ``camsurvey bench``, ``camsurvey train`` and ``camsurvey student`` pass their arguments on to
 :mod:`camsurvey.lab.bench`, :mod:`camsurvey.lab.train` and :mod:`camsurvey.book.student`
 (``camsurvey bench --help`` lists them).
@@ -140,9 +143,9 @@ def explain_images(args) -> list:
         raise FileExistsError(f"{existing[0]} exists ({len(existing)} of the outputs do); pass --force to overwrite")
     model = explain_model(args.model, args.weights)
     layer = None if args.layer is None else args.layer if len(args.layer) > 1 else args.layer[0]
-    written = []
+    written, pictures = [], {}
     for (image, method), path in tqdm(targets.items(), desc="explain", unit="map", disable=len(targets) < 2):
-        picture = cs.load_image(image, size=args.size)
+        picture = pictures.setdefault(image, cs.load_image(image, size=args.size))
         saliency = cs.explain(method, model, picture, target=args.target, layer=layer)
         written.append(cs.save_overlay(path, picture, saliency[0], alpha=args.alpha, colormap=args.colormap,
                                        overwrite=args.force))
