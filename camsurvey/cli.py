@@ -143,7 +143,8 @@ def explain_images(args) -> list:
         raise FileExistsError(f"{existing[0]} exists ({len(existing)} of the outputs do); pass --force to overwrite")
     model = explain_model(args.model, args.weights)
     layer = None if args.layer is None else args.layer if len(args.layer) > 1 else args.layer[0]
-    written, pictures = [], {}
+    written: list = []
+    pictures: dict = {}
     for (image, method), path in tqdm(targets.items(), desc="explain", unit="map", disable=len(targets) < 2):
         picture = pictures.setdefault(image, cs.load_image(image, size=args.size))
         saliency = cs.explain(method, model, picture, target=args.target, layer=layer)
