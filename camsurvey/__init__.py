@@ -39,16 +39,21 @@ _NAMES = {
     "MODELS": "models", "CamModel": "models", "imagenet_categories": "models", "load_model": "models",
     "register_model": "models",
     "predict": "predict", "predict_labels": "predict", "top_k": "predict",
+    "WrappedModel": "models.wrap", "wrap": "models.wrap",
 }
+# public name -> (submodule, the name there), where the two differ (viz.overlay draws on matplotlib axes)
+_ALIASES = {"overlay": ("viz", "overlay_image"), "save_overlay": ("viz", "save_overlay")}
 _SUBMODULES = {"book", "cli", "common", "datasets", "deploy", "files", "images", "lab", "methods", "metrics", "models",
                "plumbing", "predict", "viz"}
 
-__all__ = sorted(_NAMES)
+__all__ = sorted(set(_NAMES) | set(_ALIASES))
 
 
 def __getattr__(name: str):
     if name in _NAMES:
         value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _ALIASES:
+        value = getattr(importlib.import_module(f".{_ALIASES[name][0]}", __name__), _ALIASES[name][1])
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
     else:
@@ -58,4 +63,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_NAMES) | _SUBMODULES)
+    return sorted(set(globals()) | set(_NAMES) | set(_ALIASES) | _SUBMODULES)

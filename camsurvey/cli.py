@@ -1,5 +1,8 @@
 """The ``camsurvey`` command (also ``python -m camsurvey``): ``camsurvey run CHAPTER -p NAME VALUE ...`` and friends.
 
+``camsurvey explain IMAGE... -m METHOD --model NAME -o FOLDER`` writes one overlay PNG per image
+and method (``--model torchvision:resnet50 --weights FILE`` for a plain torchvision module).
+
 ``camsurvey bench``, ``camsurvey train`` and ``camsurvey student`` pass their arguments on to
 :mod:`camsurvey.lab.bench`, :mod:`camsurvey.lab.train` and :mod:`camsurvey.book.student`
 (``camsurvey bench --help`` lists them).
@@ -43,6 +46,23 @@ def main(argv=None) -> int:
     variants.add_argument("--seeds", nargs="+", type=int, required=True, help="one seed per student")
     variants.add_argument("-o", "--output", default="runs/variants", help="output folder")
     variants.add_argument("--answer-keys", action="store_true", help="also execute each variant with solutions")
+    explain = commands.add_parser("explain", help="write one saliency overlay PNG per image and method")
+    explain.add_argument("images", nargs="+", help="image files (or names of the bundled photos)")
+    explain.add_argument("-m", "--method", action="append", required=True,
+                         help="a method of camsurvey.METHODS (repeat for several)")
+    explain.add_argument("--model", default="efficientnet_lite0",
+                         help="a camsurvey model name, or torchvision:ARCH for a torchvision architecture "
+                              "(e.g. torchvision:resnet50) with --weights")
+    explain.add_argument("--weights", default=None,
+                         help="a state dict file for the model (torchvision:ARCH without it has random weights)")
+    explain.add_argument("--layer", action="append", default=None,
+                         help="the layer (default: the model's); repeat to fuse several")
+    explain.add_argument("--target", type=int, default=None, help="class index (default: each image's top-1)")
+    explain.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    explain.add_argument("--alpha", type=float, default=0.5, help="the map's weight in the overlay")
+    explain.add_argument("--colormap", default="jet", help="a matplotlib colormap")
+    explain.add_argument("-o", "--output", required=True, help="folder for the PNG files (created)")
+    explain.add_argument("--force", action="store_true", help="overwrite existing PNG files")
     grade = commands.add_parser("grade", help="execute submitted notebooks and collect their grader reports")
     grade.add_argument("notebooks", nargs="+", help="submitted notebooks")
     grade.add_argument("-o", "--output", default="runs/grades.json", help="where to write the reports (JSON)")
@@ -62,6 +82,9 @@ def main(argv=None) -> int:
             from .book import grading
             for path in grading.make_variants(args.assignment, args.seeds, args.output, answer_keys=args.answer_keys):
                 print(f"wrote {path}")
+        elif args.command == "explain":
+            for path in explain_images(args):
+                print(f"wrote {path}")
         elif args.command == "grade":
             from .book import grading
             for path, result in grading.grade_notebooks(args.notebooks, args.output).items():
@@ -69,10 +92,65 @@ def main(argv=None) -> int:
                 print(f"{path}: {done}/{len(result['reports'])} exercises passed" + (f" ({result['error']})" if result["error"] else ""))
         else:
             notebooks.refresh(args.chapters or None)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def explain_model(name: str, weights):
+    """``--model``: a camsurvey model, or ``torchvision:ARCH`` built without downloading (``--weights`` or random)."""
+    import camsurvey as cs
+
+    if not name.startswith("torchvision:"):
+        return cs.load_model(name, **({} if weights is None else {"weights": weights}))
+    import torch
+
+    from .models.wrap import plain_torchvision
+
+    architecture = name.split(":", 1)[1]
+    module = plain_torchvision(architecture)
+    if weights is None:
+        print(f"note: {architecture} has random weights (no --weights file given): the maps show the method, "
+              "not a trained network", file=sys.stderr)
+    else:
+        try:
+            module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError) as error:
+            raise ValueError(f"cannot load {weights!r} into {architecture}: {str(error).splitlines()[0]}") from None
+    return cs.wrap(module.eval(), name=architecture)
+
+
+def explain_images(args) -> list:
+    """``camsurvey explain``: every (image, method) overlay, checked before any is computed."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    import camsurvey as cs
+
+    for method in args.method:
+        cs.get_method(method)
+    folder = Path(args.output)
+    stems = [Path(image).stem for image in args.images]
+    if len(set(stems)) != len(stems):
+        raise ValueError("two images have the same file name, so their PNG files would overwrite each other; "
+                         "explain them in separate runs or rename one")
+    targets = {(image, method): folder / f"{stem}-{method}.png"
+               for image, stem in zip(args.images, stems) for method in args.method}
+    existing = [str(path) for path in targets.values() if path.exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"{existing[0]} exists ({len(existing)} of the outputs do); pass --force to overwrite")
+    model = explain_model(args.model, args.weights)
+    layer = None if args.layer is None else args.layer if len(args.layer) > 1 else args.layer[0]
+    written: list = []
+    pictures: dict = {}
+    for (image, method), path in tqdm(targets.items(), desc="explain", unit="map", disable=len(targets) < 2):
+        picture = pictures.setdefault(image, cs.load_image(image, size=args.size))
+        saliency = cs.explain(method, model, picture, target=args.target, layer=layer)
+        written.append(cs.save_overlay(path, picture, saliency[0], alpha=args.alpha, colormap=args.colormap,
+                                       overwrite=args.force))
+    return written
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """What every CAM method shares, written once.
 
-Checking inputs, choosing the target class, capturing a layer's activations A and the
-gradients dy^c/dA (with hooks that are always removed, also when the call raises),
-upsampling a map to the input's size (the ``up(.)`` of eqs. 4 and 6) and normalising each
-map to [0, 1] (``norm(.)``), where a constant map becomes zeros, never NaN.
+Checking inputs, choosing the target class (an index, or a callable on the model's output:
+:class:`TargetModel`), capturing a layer's activations A and the gradients dy^c/dA (with hooks
+that are always removed, also when the call raises; a copy of the output, so in-place
+operations after the layer change nothing; laid out as (B, C, h, w) maps whatever the layer's
+own layout, :mod:`camsurvey.models.layouts`), refusing a layer that is not a spatial map or
+runs twice (:func:`check_layer`, with the list of layers that work), the network after the
+layer for each image (:func:`image_heads`), upsampling a map to the input's size (the ``up(.)``
+of eqs. 4 and 6) and normalising each map to [0, 1] (``norm(.)``), where a constant map
+becomes zeros, never NaN.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -16,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models.base import CamModel
+from .models.layouts import Layout, detect_layout
+from .models.wrap import WrappedModel, check_scores, closest_first, equivalent_layer, listing, probe, valid_layers
 
 
 def check_images(images, model: CamModel | None = None) -> torch.Tensor:
@@ -52,14 +61,18 @@ def check_images(images, model: CamModel | None = None) -> torch.Tensor:
         )
     if min(images.shape[-2:]) < 32:
         raise ValueError(f"images of {tuple(images.shape[-2:])} pixels are too small; use at least 32 x 32")
-    images = images.float()
+    images = images.detach().float()  # the caller's tensor never joins a graph (no .grad is filled)
+    if images.is_inference():
+        with torch.inference_mode(False):
+            images = images.clone()
     if model is not None:
         images = images.to(model.device)
     return images
 
 
-def resolve_target(target, scores: torch.Tensor) -> torch.Tensor:
+def resolve_target(target, scores: torch.Tensor, batch: int | None = None) -> torch.Tensor:
     """Class index per image: ``None`` means each image's top-1; an int is used for all."""
+    check_scores(scores, batch)
     batch, classes = scores.shape
     if target is None:
         return scores.argmax(dim=1)
@@ -83,12 +96,24 @@ def class_scores(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return scores.gather(1, target.view(-1, 1)).squeeze(1)
 
 
+# --- the layer: capture, layout, checks -----------------------------------------------------
+
+class LayerError(ValueError):
+    """Raised inside a pass by :func:`capture`: the layer ran twice, or gave no tensor (the short reason)."""
+
+
+class UnusableLayerError(ValueError):
+    """The chosen layer cannot be explained (not a feature map, run twice, unused): says why and lists the valid ones."""
+
+
 @dataclass
 class Capture:
-    """Activations A and gradients dy/dA of one layer, filled in by :func:`capture`."""
+    """The output of one layer (a copy, as a leaf of the autograd graph) and its gradient, filled in by
+    :func:`capture`; ``calls`` counts how often the layer ran."""
 
     activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
+    calls: int = 0
     _handles: list = field(default_factory=list)
 
 
@@ -96,9 +121,13 @@ class Capture:
 def capture(module: nn.Module, gradients: bool = True):
     """Record ``module``'s output (and, on backward, its gradient) in a :class:`Capture`.
 
-    The output is made a leaf of the autograd graph when nothing upstream needs gradients,
-    so a backward pass only runs through the head. The hooks are removed on exit, whatever
-    happens inside the ``with`` block.
+    What is recorded is a *copy* of the output, so in-place operations after the layer
+    (``nn.ReLU(inplace=True)``) cannot change it. With ``gradients`` (and autograd on), the
+    copy is a leaf of the graph and the network continues from a clone of it: a backward pass
+    runs through the layers after it only, and leaves the caller's input and parameters
+    without ``.grad``. A layer that runs a second time in the same pass (a module reused, as
+    torchvision's ResNet reuses each block's ``relu``) raises a :class:`LayerError` there:
+    which call would the map explain? The hooks are removed on exit, whatever happens.
     """
     record = Capture()
 
@@ -106,14 +135,18 @@ def capture(module: nn.Module, gradients: bool = True):
         record.gradients = grad
 
     def forward_hook(_module, _inputs, output):
+        record.calls += 1
+        if record.calls > 1:
+            raise LayerError("runs more than once in one forward pass")
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"the chosen layer returns {type(output).__name__}, not a tensor; choose another layer")
+            raise LayerError(f"returns {type(output).__name__}, not a tensor")
+        kept = output.detach().clone()
+        record.activations = kept
         if gradients and torch.is_grad_enabled():
-            if not output.requires_grad:
-                output = output.detach().requires_grad_(True)
-            output.register_hook(keep_gradient)
-        record.activations = output
-        return output
+            kept.requires_grad_(True)
+            kept.register_hook(keep_gradient)
+            return kept.clone()  # the rest of the network may change this one in place
+        return None
 
     record._handles.append(module.register_forward_hook(forward_hook))
     try:
@@ -124,20 +157,193 @@ def capture(module: nn.Module, gradients: bool = True):
         record._handles.clear()
 
 
+def model_layers(model) -> nn.Module:
+    """The module whose sub-modules are the model's layers (by the names ``layer=`` takes)."""
+    inner = getattr(model, "model", model)  # a TargetModel reads through to the model
+    return inner.module if isinstance(inner, WrappedModel) else inner
+
+
+def layer_display_name(model, layer) -> str:
+    inner = getattr(model, "model", model)
+    return str(layer if layer is not None else inner.default_layer)
+
+
+def layer_error(model, images: torch.Tensor, layer, reason: str) -> UnusableLayerError:
+    """An :class:`UnusableLayerError` for ``layer`` that says ``reason`` and lists the layers that work,
+    the closest names first (one probe pass over the first image; only on this error path)."""
+    root = model_layers(model)
+    inner = getattr(model, "model", model)
+    name = layer_display_name(model, layer)
+    records = probe(inner, root, images[:1], reshape=getattr(inner, "reshape", None))
+    valid = valid_layers(records)
+    if isinstance(inner, CamModel):  # its split points, which every method accepts, in the network's order
+        valid = [n for n in inner.layer_names if n in valid]
+        listed, more = listing(valid), " (or a sub-module of one of them, by its name in model.named_modules())"
+    else:
+        listed, more = listing(closest_first(name, valid[::-1])), " (the closest names first, then the deepest)"
+    hint = ""
+    seen = records.get(name)
+    if seen is not None and seen.calls > 1:
+        equivalent = equivalent_layer(records, name)
+        parent = name.rpartition(".")[0]
+        hint = (f" (the module is reused: {seen.calls} calls); its last call gives the output of {equivalent!r}, "
+                f"so use layer={equivalent!r}" if equivalent else
+                f" (the module is reused: {seen.calls} calls); choose a module that runs once"
+                + (f", such as its parent {parent!r}" if parent else ""))
+        reason = "runs more than once in one forward pass"
+    return UnusableLayerError(f"layer {name!r} {reason}{hint}; the layers whose output is a spatial feature map are "
+                              f"{listed}{more}")
+
+
+def layout_of(model, output: torch.Tensor, images: torch.Tensor) -> Layout:
+    """How the layer's ``output`` reads as (B, C, h, w) maps (:mod:`camsurvey.models.layouts`)."""
+    inner = getattr(model, "model", model)
+    if isinstance(inner, WrappedModel):
+        return inner.layout(output, images.shape[-2:])
+    return detect_layout(output, images.shape[-2:])
+
+
+@contextmanager
+def explained_layer(model, images: torch.Tensor, layer):
+    """Turn a :class:`LayerError` raised inside a pass into an :class:`UnusableLayerError` that names the
+    layer and lists the valid ones."""
+    try:
+        yield
+    except LayerError as error:
+        raise layer_error(model, images, layer, str(error)) from None
+
+
+def captured_layout(model, images, record: Capture) -> Layout:
+    """How ``record``'s activations read as (B, C, h, w) maps; a :class:`LayerError` if they do not."""
+    if record.activations is None:
+        raise LayerError("is not run by the model's forward pass")
+    try:
+        return layout_of(model, record.activations, images)
+    except ValueError as error:
+        raise LayerError(f"is not a spatial feature map ({error})") from None
+
+
 def forward_and_backward(model: CamModel, images: torch.Tensor, layer: str | None, target) -> tuple:
-    """One forward pass and one backward pass of y^c: returns (A, dy^c/dA, scores, target)."""
-    with capture(model.layer(layer)) as record, torch.enable_grad():
-        scores = model(images)
-        target = resolve_target(target, scores)
-        class_scores(scores, target).sum().backward()
-    return record.activations.detach(), record.gradients.detach(), scores.detach(), target
+    """One forward pass and one backward pass of y^c: returns (A, dy^c/dA, scores, target).
+
+    The gradient is taken with respect to the layer's output only (``torch.autograd.grad``),
+    so nothing accumulates in any ``.grad``.
+    """
+    with explained_layer(model, images, layer), torch.enable_grad():
+        with capture(model.layer(layer)) as record:
+            scores = model(images)
+        layout = captured_layout(model, images, record)
+        target = resolve_target(target, scores, len(images))
+        assert record.activations is not None
+        gradient, = torch.autograd.grad(class_scores(scores, target).sum(), record.activations, allow_unused=True)
+        if gradient is None:
+            raise LayerError("does not influence the class score (its output is not used)")
+    return layout.to_maps(record.activations.detach()), layout.to_maps(gradient), scores.detach(), target
 
 
 def forward_activations(model: CamModel, images: torch.Tensor, layer: str | None) -> tuple:
     """One forward pass without gradients: returns (A, scores)."""
-    with capture(model.layer(layer), gradients=False) as record, torch.no_grad():
-        scores = model(images)
-    return record.activations, scores
+    with explained_layer(model, images, layer), torch.no_grad():
+        with capture(model.layer(layer), gradients=False) as record:
+            scores = model(images)
+        layout = captured_layout(model, images, record)
+    assert record.activations is not None
+    return layout.to_maps(record.activations), scores
+
+
+CHECKED_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {(layer, H, W, reshape)}
+
+
+def check_layer(model, layer, images: torch.Tensor) -> None:
+    """Refuse, before any method runs, a layer that is not a spatial feature map or that runs more
+    than once per forward pass (with the list of the layers that work).
+
+    One forward pass of the first image, once per model, layer and image size (remembered).
+    """
+    inner = getattr(model, "model", model)
+    key = (layer, *images.shape[-2:], repr(getattr(inner, "reshape", None)))
+    seen = CHECKED_LAYERS.setdefault(model_layers(model), set())  # the caller's module: kept while it lives
+    if key not in seen:
+        forward_activations(model, images[:1], layer)
+        seen.add(key)
+
+
+def image_heads(model, layer, images: torch.Tensor) -> list:
+    """For each image b, ``head_b(maps)``: the network after ``layer`` applied to (N, C, h, w) maps of image b.
+
+    A camsurvey model splits into stages (one head for all images, :meth:`CamModel.split`); a
+    wrapped module's head may also need what the image computes before the layer
+    (:meth:`camsurvey.models.wrap.WrappedModel.image_heads`).
+    """
+    if hasattr(model, "image_heads"):
+        return model.image_heads(layer, images)
+    _, head = model.split(layer)
+    return [head] * len(images)
+
+
+# --- targets beyond a class index ---------------------------------------------------------------
+
+class TargetModel:
+    """``model`` read through a target callable: the score explained is ``target(output)``.
+
+    Every method of the registry explains "class c of a (B, K) output", so the callable's
+    value becomes class 0 of a (B, 2) output ``[target(output), 0]``: gradient methods
+    differentiate ``target(output)``, Score-CAM and Ablation-CAM score it. The methods that
+    turn scores into probabilities with a softmax (Recipro-CAM, SESS's pre-filter) therefore
+    read the target as a binary logit, ``sigmoid(target(output))`` (our reading: a callable has
+    no classes to normalise over).
+    """
+
+    def __init__(self, model, function: Callable):
+        self.model, self.function = model, function
+
+    def scores(self, output, batch: int) -> torch.Tensor:
+        value = self.function(output)
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"the target callable must return a tensor of one score per image, got "
+                            f"{type(value).__name__}")
+        if value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        if value.shape != (batch,) or not value.is_floating_point():
+            raise ValueError(f"the target callable returned {tuple(value.shape)} ({value.dtype}) for a batch of "
+                             f"{batch}; it must return one float score per image, shape ({batch},), e.g. "
+                             "lambda scores: scores[:, 3] - scores[:, 5]")
+        return torch.stack([value, torch.zeros_like(value)], dim=1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scores(self.model(images), len(images))
+
+    def layer(self, name=None) -> nn.Module:
+        return self.model.layer(name)
+
+    def split(self, name=None):
+        features, head = self.model.split(name)
+        return features, TargetHead(head, self)
+
+    def image_heads(self, name, images: torch.Tensor) -> list:
+        return [TargetHead(head, self) for head in image_heads(self.model, name, images)]
+
+    def __getattr__(self, name: str):  # device, name, default_layer, categories: the model's
+        return getattr(self.__dict__["model"], name)
+
+
+class TargetHead(nn.Module):
+    """A head followed by the target callable (for :class:`TargetModel`)."""
+
+    def __init__(self, head, target: TargetModel):
+        super().__init__()
+        self.head, self.target = [head], target
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.target.scores(self.head[0](maps), len(maps))
+
+    def __iter__(self):
+        head = self.head[0]
+        return iter([*(head if isinstance(head, Iterable) else [head]), TargetStage()])
+
+
+class TargetStage(nn.Module):
+    """Stands for the target callable in a head's list of stages."""
 
 
 def upsample(maps: torch.Tensor, size) -> torch.Tensor:

@@ -68,3 +68,89 @@ def overlay_row(images: torch.Tensor, saliency: torch.Tensor, titles=None, size:
         overlay(ax, images[i], saliency[i], title=titles[i] if titles else None)
     fig.tight_layout()
     return fig
+
+
+# --- overlays as images (cs.overlay, cs.save_overlay) ------------------------------------------
+
+def rgb_array(image) -> np.ndarray:
+    """An image as a float (H, W, 3) array in [0, 1]: a (3, H, W) or (1, 3, H, W) tensor in [0, 1],
+    an (H, W, 3) array (uint8, or float in [0, 1]) or a PIL image."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim == 4 and image.shape[0] == 1:
+            image = image[0]
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"image must be a (3, H, W) or (1, 3, H, W) tensor, got shape {tuple(image.shape)}")
+        return image.detach().float().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"image must be (H, W, 3) RGB, got an array of shape {array.shape}")
+    array = array[..., :3]
+    return array.astype(np.float64) / 255.0 if array.dtype == np.uint8 else np.clip(array.astype(np.float64), 0, 1)
+
+
+def overlay_image(image, saliency, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
+    """``image`` with ``saliency`` blended on top in ``colormap``: an (H, W, 3) uint8 RGB array
+    (``camsurvey.overlay``; :func:`overlay` draws on matplotlib axes instead).
+
+    ``saliency``: one (H, W) map in [0, 1] (a tensor, (1, H, W) too, or an array), resized
+    bilinearly to the image's size if it differs. ``alpha``: the map's weight, 0 (image only)
+    to 1 (map only). ``colormap``: any matplotlib colormap name.
+    """
+    from matplotlib import colormaps
+
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if colormap not in colormaps:
+        raise ValueError(f"unknown colormap {colormap!r}; use a matplotlib colormap such as 'jet', 'viridis', 'inferno'")
+    pixels = rgb_array(image)
+    heat = torch.as_tensor(np.asarray(saliency.detach().cpu() if isinstance(saliency, torch.Tensor) else saliency),
+                           dtype=torch.float32)
+    if heat.ndim == 3 and heat.shape[0] == 1:
+        heat = heat[0]
+    if heat.ndim != 2:
+        raise ValueError(f"saliency must be one (H, W) map, got shape {tuple(heat.shape)}; pass saliency[b] for image b")
+    if not torch.isfinite(heat).all() or heat.min() < 0 or heat.max() > 1:
+        raise ValueError("saliency must be finite and in [0, 1] (what camsurvey.explain returns)")
+    if tuple(heat.shape) != pixels.shape[:2]:
+        heat = torch.nn.functional.interpolate(heat[None, None], size=pixels.shape[:2], mode="bilinear",
+                                               align_corners=False)[0, 0].clamp(0, 1)
+    colours = colormaps[colormap](heat.numpy())[..., :3]
+    return np.round(255 * ((1 - alpha) * pixels + alpha * colours)).astype(np.uint8)
+
+
+def save_overlay(path, image, saliency, alpha: float = 0.5, colormap: str = "jet", overwrite: bool = False):
+    """Write :func:`overlay_image` as a PNG at ``path`` (``camsurvey.save_overlay``); returns the path.
+
+    An existing file is replaced only with ``overwrite=True``; the PNG is written to a
+    temporary file beside ``path`` and moved into place when complete, so a failure leaves no
+    half-written file. The project's own ``data/`` and ``book/`` are refused.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .files import PROTECTED
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or pathlib.Path), got {type(path).__name__}")
+    target = Path(path).expanduser()
+    target = target.parent.resolve() / target.name
+    if any(target == folder.resolve() or folder.resolve() in target.parents for folder in PROTECTED):
+        raise ValueError(f"refusing to write {target}: it is inside the project's data/ or book/; choose a folder "
+                         "of your own")
+    if target.suffix.lower() != ".png":
+        raise ValueError(f"save_overlay writes PNG files; give a name ending in .png, got {target.name!r}")
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or choose another name")
+    pixels = overlay_image(image, saliency, alpha, colormap)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(handle)
+    try:
+        Image.fromarray(pixels).save(temporary, format="PNG")
+        os.replace(temporary, target)  # a link at target is replaced, never written through
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return target

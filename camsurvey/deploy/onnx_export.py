@@ -40,6 +40,7 @@ import torch
 from ..common import check_int
 from ..files import PROTECTED
 from ..models.base import CamModel
+from ..plumbing import check_layer
 from .runtime import FEATURES_FILE, FORMAT, HEAD_FILE, MANIFEST_FILE, OnnxModel, check_threads, load, sha256_of
 from .runtime import METHODS as ONNX_METHODS
 
@@ -112,6 +113,8 @@ def export(model: CamModel, folder=None, layer: str | None = None, *, input_size
     check_int(opset, "opset", hint="the ONNX opset version, e.g. 17")
     layer = model.default_layer if layer is None else layer
     features, head = model.split(layer)  # raises a ValueError listing the split points
+    example = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(model.device)
+    check_layer(model, layer, example)  # refuses a layer that is not a spatial feature map, listing those that are
     path = _check_folder(folder, overwrite)
     (path / MANIFEST_FILE).unlink(missing_ok=True)  # an export that fails half-way must not look complete
 

@@ -75,6 +75,19 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def execution_providers(available=None) -> list[str]:
+    """ONNX Runtime's providers for a session: CUDA first where this onnxruntime has it (the
+    ``onnxruntime-gpu`` build), the CPU always as the fallback for what CUDA does not run.
+
+    ``available``: the providers to choose from (default: ``onnxruntime.get_available_providers()``).
+    """
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+
+
 def _open_session(folder: Path, entry: dict, threads: int | None):
     import onnxruntime
 
@@ -89,7 +102,7 @@ def _open_session(folder: Path, entry: dict, threads: int | None):
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), options, providers=execution_providers())
     except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
         raise ValueError(f"ONNX Runtime cannot open {path} ({error}); " + _reexport_hint(folder)) from None
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import ABLATIONCAM_BATCH_SIZE, RECIPROCAM_BATCH_SIZE, SCORECAM_BATCH_SIZE, batches, check_batch_size
-from ..plumbing import forward_activations, is_constant, normalize, resolve_target, upsample
+from ..plumbing import forward_activations, image_heads, is_constant, normalize, resolve_target, upsample
 from .activation import weighted_sum
 from .registry import register
 
@@ -120,18 +120,17 @@ def ablated_class_scores(head, activations, class_index, batch_size=ABLATIONCAM_
 def ablationcam(model, images, target=None, layer=None, *, batch_size=ABLATIONCAM_BATCH_SIZE):
     """Ablation-CAM: each channel zeroed in turn, the head re-run on the ablated feature maps."""
     check_batch_size(batch_size)
-    _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
-    return ablationcam_maps(head, activations, scores, target, batch_size), target
+    return ablationcam_maps(image_heads(model, layer, images), activations, scores, target, batch_size), target
 
 
-def ablationcam_maps(head, activations, scores, target, batch_size) -> torch.Tensor:
-    """``ReLU(sum_k w_k A^k)`` with Ablation-CAM's weights, for each image; ``head`` maps
+def ablationcam_maps(heads, activations, scores, target, batch_size) -> torch.Tensor:
+    """``ReLU(sum_k w_k A^k)`` with Ablation-CAM's weights, for each image; ``heads[b]`` maps image b's
     activations to class scores (on ONNX Runtime: :func:`camsurvey.deploy.runtime.ablationcam`)."""
     maps = []
     for b in range(len(activations)):
-        ablated = ablated_class_scores(head, activations[b], target[b], batch_size)
+        ablated = ablated_class_scores(heads[b], activations[b], target[b], batch_size)
         weights = ablationcam_weights(scores[b, target[b]], ablated)
         maps.append(torch.relu(weighted_sum(weights.unsqueeze(0), activations[b : b + 1]))[0])
     return torch.stack(maps)
@@ -160,21 +159,20 @@ def reciprocam(model, images, target=None, layer=None, *, kernel="gaussian", bat
     """Recipro-CAM (Byun & Lee): the head's softmax score for class c when only the
     activations at (and around) one position are kept; that score fills the position."""
     check_batch_size(batch_size)
-    _, head = model.split(layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
-    return reciprocam_maps(head, activations, target, kernel, batch_size), target
+    return reciprocam_maps(image_heads(model, layer, images), activations, target, kernel, batch_size), target
 
 
-def reciprocam_maps(head, activations, target, kernel, batch_size) -> torch.Tensor:
-    """Recipro-CAM's (h, w) map of softmax scores for each image; ``head`` maps activations
+def reciprocam_maps(heads, activations, target, kernel, batch_size) -> torch.Tensor:
+    """Recipro-CAM's (h, w) map of softmax scores for each image; ``heads[b]`` maps image b's activations
     to class scores (on ONNX Runtime: :func:`camsurvey.deploy.runtime.reciprocam`)."""
     height, width = activations.shape[-2:]
     masks = reciprocam_masks(height, width, kernel, activations.device).unsqueeze(1)  # (hw, 1, h, w)
     maps = []
     with torch.no_grad():
         for b in range(len(activations)):
-            probabilities = torch.cat([torch.softmax(head(activations[b] * masks[chunk]), dim=1)[:, target[b]]
+            probabilities = torch.cat([torch.softmax(heads[b](activations[b] * masks[chunk]), dim=1)[:, target[b]]
                                        for chunk in batches(len(masks), batch_size)])
             maps.append(probabilities.reshape(height, width))
     return torch.stack(maps)

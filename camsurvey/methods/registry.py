@@ -20,9 +20,12 @@ from typing import Any
 
 import sympy
 import torch
+from torch import nn
 
 from ..models.base import CamModel
-from ..plumbing import check_images, finish
+from ..models.wrap import WrappedModel, untouched, wrapped
+from ..plumbing import TargetModel, check_images, check_layer, finish
+from ..plumbing import normalize as normalize_maps
 
 FAMILIES = ("activation-based", "gradient-based", "gradient-free", "smoothing/integration", "helper")
 SECTIONS = ("II.A", "II.B", "II.C", "III", "IV")  # the survey's sections that hold methods, in its order
@@ -144,25 +147,127 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def explain(method: str, model, images: torch.Tensor, target=None, layer: str | None = None,
-            **params) -> torch.Tensor:
+FUSIONS = ("mean", "tanh-max")
+UNSET = object()  # normalize / reshape not given
+
+
+def explain(method: str, model, images: torch.Tensor, target=None, layer=None, *, fuse=True, raw: bool = False,
+            normalize=UNSET, reshape=UNSET, **params):
     """Saliency maps of ``method`` for ``images``: a float tensor (B, H, W), each map in [0, 1].
 
-    ``model``: a camsurvey model (:func:`camsurvey.load_model`) or an ONNX export
+    ``model``: a camsurvey model (:func:`camsurvey.load_model`), any ``torch.nn.Module``
+    classifier (wrapped with :func:`camsurvey.wrap`; ``normalize`` and ``reshape`` are passed
+    on to it), a :class:`~camsurvey.models.wrap.WrappedModel`, or an ONNX export
     (:func:`camsurvey.deploy.load`, gradient-free methods only).
-    ``target``: ``None`` for each image's top-1 class, one class index, or one per image.
-    ``layer``: ``None`` for the model's default CAM layer, or a layer name.
+    ``images``: RGB in [0, 1], (B, 3, H, W); never changed, never given a ``.grad``.
+    ``target``: ``None`` for each image's top-1 class, one class index, one per image, or a
+    callable turning the model's output into one score per image (a logit difference, a
+    probability, a sum over a region of a segmentation output; see
+    :class:`camsurvey.plumbing.TargetModel`).
+    ``layer``: ``None`` for the model's default CAM layer, a layer name or sub-module, or a
+    list of them: then the maps of every layer at input resolution are fused (``fuse``).
+    ``fuse``: for a list of layers, ``True`` or ``"mean"`` (the mean of the per-layer maps, as
+    pytorch-grad-cam fuses), ``"tanh-max"`` (each map scaled by ``tanh(2 M)``, then the
+    element-wise maximum: the Layer-CAM paper's fusion as torchcam implements it), or
+    ``False`` for the list of per-layer maps.
+    ``raw``: the method's map before upsampling and normalisation, (B, h, w), signed where the
+    method is (a list for several layers, with ``fuse=False``).
     ``params``: the method's own parameters (``camsurvey.METHODS[method].params``).
+
+    The model is explained in evaluation mode with frozen parameters; its training flags,
+    ``requires_grad``, ``.grad`` and buffers are as before after the call, also when it raises.
+    Under ``torch.inference_mode()`` the call works (it leaves inference mode inside).
     """
     entry = get_method(method)
     entry.with_defaults(params)  # a clear ValueError for unknown parameters
-    if not isinstance(model, CamModel):
+    layers, several = check_layers(layer)
+    fusion = check_fuse(fuse, several, raw)
+    if not isinstance(model, (CamModel, nn.Module)):
+        if callable(target) or several or raw or normalize is not UNSET or reshape is not UNSET:
+            raise ValueError("an ONNX export takes a class index target and its one exported layer; target "
+                             "callables, layer lists, raw=True, normalize and reshape need a PyTorch model")
         return explain_deployed(entry, model, images, target, layer, params)
-    if layer is not None:
-        model.layer(layer)  # raises a ValueError listing the valid layers
-    images = check_images(images, model)
-    maps, _ = entry.function(model, images, target, layer, **params)
-    return finish(maps, images.shape[-2:])
+    with torch.inference_mode(False):  # under the caller's inference mode too: gradients need autograd
+        model = camsurvey_model(model, normalize, reshape)
+    with torch.inference_mode(False), untouched(model):
+        images = check_images(images, model)
+        scored, index = (TargetModel(model, target), 0) if callable(target) else (model, target)
+        names = [resolve_layer(model, each, images, scored) for each in layers]
+        for name in names:
+            check_layer(model, name, images)
+        maps = [entry.function(scored, images, index, name, **params)[0].detach().float() for name in names]
+    if raw:
+        return maps if several else maps[0]
+    finished = [finish(each, images.shape[-2:]) for each in maps]
+    if not several:
+        return finished[0]
+    return finished if fusion is None else fuse_maps(torch.stack(finished), fusion)
+
+
+def check_layers(layer) -> tuple[list, bool]:
+    """``layer`` as a list, and whether several were asked for (a list or tuple)."""
+    if isinstance(layer, (list, tuple)):
+        if len(layer) == 0:
+            raise ValueError("layer is an empty list; give one layer name, several, or None for the default")
+        return list(layer), True
+    return [layer], False
+
+
+def check_fuse(fuse, several: bool, raw: bool) -> str | None:
+    """The fusion rule for a list of layers (:data:`FUSIONS`), or ``None`` for the per-layer maps."""
+    if fuse is True:
+        fuse = "mean"
+    if fuse is not False and fuse not in FUSIONS:
+        raise ValueError(f"fuse must be True, False or one of {FUSIONS}, got {fuse!r}")
+    if not isinstance(raw, bool):
+        raise TypeError(f"raw must be True or False, got {raw!r}")
+    if raw and several and fuse is not False:
+        raise ValueError("raw maps of several layers have their own sizes and cannot be fused; pass fuse=False "
+                         "for the list of raw maps")
+    return None if fuse is False else fuse
+
+
+def fuse_maps(maps: torch.Tensor, fusion: str) -> torch.Tensor:
+    """Fuse (L, B, H, W) per-layer maps in [0, 1] into (B, H, W), normalised again (:func:`normalize`).
+
+    ``"mean"``: the mean over layers (pytorch-grad-cam's ``aggregate_multi_layers``).
+    ``"tanh-max"``: ``max_l tanh(2 M_l)`` -- the Layer-CAM paper's scaling of shallow layers' maps
+    (its eq. 9, gamma = 2) and element-wise maximum, as torchcam's ``LayerCAM.fuse_cams`` computes
+    it (the authors' released code, PengtaoJiang/LayerCAM-jittor, shows one layer at a time).
+    """
+    fused = maps.mean(dim=0) if fusion == "mean" else torch.tanh(2 * maps).amax(dim=0)
+    return normalize_maps(fused)
+
+
+def camsurvey_model(model, normalize=UNSET, reshape=UNSET):
+    """A camsurvey model as it is; a plain ``torch.nn.Module`` wrapped (:func:`camsurvey.models.wrap.wrapped`)."""
+    if isinstance(model, (CamModel, WrappedModel)):
+        if normalize is not UNSET or reshape is not UNSET:
+            raise ValueError(f"normalize and reshape describe a plain torch.nn.Module; {type(model).__name__} "
+                             "already knows its input normalisation and layers (give them to camsurvey.wrap)")
+        return model
+    return wrapped(model, "imagenet" if normalize is UNSET else normalize, None if reshape is UNSET else reshape)
+
+
+def resolve_layer(model, layer, images: torch.Tensor, scored=None) -> str:
+    """The layer's name: ``None`` is the model's default (found by a probe for a wrapped module without
+    one, with the score ``scored`` explains), a sub-module object is looked up, a name is checked
+    (unknown names list the valid ones)."""
+    if isinstance(model, WrappedModel):
+        if layer is not None:
+            return model.layer_name(layer)
+        if isinstance(scored, TargetModel):
+            return model.find_default_layer(images, lambda output: scored.scores(output, 1)[:, 0])
+        return model.find_default_layer(images)
+    if layer is None:
+        return model.default_layer
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer and name:
+                return name
+        raise ValueError(f"the layer given ({type(layer).__name__}) is not a sub-module of model {model.name!r}")
+    model.layer(layer)  # raises a ValueError listing the valid layers
+    return layer
 
 
 def explain_deployed(entry: Method, model, images, target, layer, params) -> torch.Tensor:
@@ -172,8 +277,8 @@ def explain_deployed(entry: Method, model, images, target, layer, params) -> tor
 
     if not isinstance(model, runtime.OnnxModel):
         raise TypeError(
-            f"model must be a camsurvey model (from camsurvey.load_model or camsurvey.deploy.load), "
-            f"got {type(model).__name__}"
+            f"model must be a camsurvey model (camsurvey.load_model), a torch.nn.Module classifier or an ONNX "
+            f"export (camsurvey.deploy.load), got {type(model).__name__}"
         )
     if entry.name not in runtime.METHODS:
         why = ("needs gradients, and an ONNX model runs forward only (no autograd)" if entry.needs_gradients
