@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .book import notebooks
+from .book import notebooks, sandbox
 
 # command -> (module whose main(argv) runs it, what it does)
 DELEGATED = {
@@ -50,8 +50,9 @@ def main(argv=None) -> int:
                        help="a folder (grades.json and executed/ in it; default runs/grades) or a .json file")
     grade.add_argument("--assignment", help="the assignment graded (default: from each notebook's metadata or name)")
     grade.add_argument("--force", action="store_true", help="replace an existing report")
-    grade.add_argument("--timeout", type=float, default=None, help="seconds per submission (default 600)")
-    grade.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default 120)")
+    grade.add_argument("--timeout", type=float, default=None,
+                       help=f"seconds per submission (default {sandbox.SUBMISSION_TIMEOUT})")
+    grade.add_argument("--cell-timeout", type=float, default=None, help=f"seconds per cell (default {sandbox.CELL_TIMEOUT})")
     grade.add_argument("--seed", type=int, default=None, help="seed of the grader's cases (keep it to yourself)")
     args = parser.parse_args(argv)
 
@@ -71,7 +72,6 @@ def main(argv=None) -> int:
                                               force=args.force):
                 print(f"wrote {path}")
         elif args.command == "grade":
-            from .book import sandbox
             limits = {name: value for name, value in (("timeout", args.timeout), ("cell_timeout", args.cell_timeout),
                                                       ("seed", args.seed)) if value is not None}
             report = sandbox.grade_notebooks(args.notebooks, args.output, assignment=args.assignment, force=args.force,

@@ -158,3 +158,11 @@ def test_every_assignment_lists_the_exercises_its_cells_check():
             continue
         checked = re.findall(r"grading\.check\(\"(\w+)\"", "\n".join(c.source for c in nbformat.read(path, 4).cells))
         assert sorted(grading.assignment_exercises(path)) == sorted(checked), name
+
+
+def test_the_instructors_page_states_the_grader_s_real_limits_and_what_it_does_not_protect():
+    from camsurvey import files
+
+    page = (files.BOOK_DIR / "instructor.md").read_text()
+    assert f"`--cell-timeout`, {sandbox.CELL_TIMEOUT} s" in page and f"`--timeout`, {sandbox.SUBMISSION_TIMEOUT} s" in page
+    assert "not** a security boundary" in page and "student edition" in page
