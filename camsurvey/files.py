@@ -93,9 +93,10 @@ def ensure_folder(folder: PathLike, *, inputs: Iterable[PathLike] = (), what: st
     return path.resolve()
 
 
-def check_new_file(path: PathLike, *, force: bool = False, inputs: Iterable[PathLike] = (), what: str = "output") -> Path:
+def check_new_file(path: PathLike, *, force: bool = False, inputs: Iterable[PathLike] = (),
+                   protected: Iterable[PathLike] = PROTECTED, what: str = "output") -> Path:
     """``path`` checked, and free to write: refused if it exists (a link counts) unless ``force``."""
-    target = check_output(path, inputs=inputs, what=what)
+    target = check_output(path, inputs=inputs, protected=protected, what=what)
     if target.is_dir() and not target.is_symlink():
         raise ValueError(f"the {what} {target} is a folder; give a file name")
     if (target.exists() or target.is_symlink()) and not force:
@@ -105,13 +106,13 @@ def check_new_file(path: PathLike, *, force: bool = False, inputs: Iterable[Path
 
 @contextmanager
 def staged_file(path: PathLike, *, force: bool = False, inputs: Iterable[PathLike] = (),
-                what: str = "output") -> Iterator[Path]:
+                protected: Iterable[PathLike] = PROTECTED, what: str = "output") -> Iterator[Path]:
     """Write a file atomically: yields a temporary path beside ``path``; on success it replaces ``path``.
 
     The checks of :func:`check_new_file` run first; if the block raises, the temporary file is
     removed and ``path`` is as it was.
     """
-    target = check_new_file(path, force=force, inputs=inputs, what=what)
+    target = check_new_file(path, force=force, inputs=inputs, protected=protected, what=what)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
     os.close(handle)
@@ -124,14 +125,17 @@ def staged_file(path: PathLike, *, force: bool = False, inputs: Iterable[PathLik
 
 
 def write_file(path: PathLike, content: str | bytes, *, force: bool = False, inputs: Iterable[PathLike] = (),
-               what: str = "output") -> Path:
-    """Write ``content`` (text or bytes) to ``path`` atomically under the rule of this module; returns the path."""
-    with staged_file(path, force=force, inputs=inputs, what=what) as temporary:
+               protected: Iterable[PathLike] = PROTECTED, what: str = "output") -> Path:
+    """Write ``content`` (text or bytes) to ``path`` atomically under the rule of this module; returns the path.
+
+    ``protected``: the folders refused (the project's data/ and book/); only a command that
+    updates the committed files on purpose (``camsurvey train --update-data``) passes ``()``."""
+    with staged_file(path, force=force, inputs=inputs, protected=protected, what=what) as temporary:
         with open(temporary, "wb") as stream:
             stream.write(content.encode() if isinstance(content, str) else content)
             stream.flush()
             os.fsync(stream.fileno())
-    return check_output(path, inputs=inputs, what=what)
+    return check_output(path, inputs=inputs, protected=protected, what=what)
 
 
 @contextmanager

@@ -245,3 +245,24 @@ def test_every_writing_command_names_force_in_its_help():
     for command in ("run", "variants", "grade"):
         done = camsurvey(command, "--help")
         assert "--force" in done.stdout, command
+
+
+def test_train_refuses_data_and_existing_files_before_it_trains(tmp_path):
+    done = camsurvey("train", "--output", "data", "--epochs", "1")
+    assert done.returncode == 2 and "data/ folder" in done.stderr and "--update-data" not in done.stdout
+    (tmp_path / "scenes_cnn.json").write_text("an earlier run's log")
+    done = camsurvey("train", "--output", tmp_path, "--epochs", "1")
+    assert done.returncode == 2 and "--force" in done.stderr
+    assert (tmp_path / "scenes_cnn.json").read_text() == "an earlier run's log"
+
+
+def test_a_student_edition_written_before_the_marker_existed_is_still_rewritten(tmp_path):
+    import shutil
+
+    earlier = student.make_student_source(ROOT, tmp_path / "edition")
+    (earlier / student.STUDENT_MARKER).unlink()  # as `make student` left it before this change
+    shutil.copytree(earlier, tmp_path / "thesis")
+    (tmp_path / "thesis" / "notes.tex").write_text("mine")  # a folder that merely looks like one is refused
+    assert (student.make_student_source(ROOT, earlier) / student.STUDENT_MARKER).is_file()
+    with pytest.raises(ValueError, match="did not write"):
+        student.make_student_source(ROOT, tmp_path / "thesis")

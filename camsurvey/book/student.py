@@ -155,9 +155,22 @@ def make_student_source(source=".", output="_build/student-src") -> Path:
         raise FileNotFoundError(f"{source} is not a camsurvey checkout: it has no {', '.join(missing)}; "
                                 "give the repository root with --source")
     inputs = [source / name for name in SOURCES]
+    _adopt_earlier_edition(Path(output).expanduser())
     with files.staged_folder(output, STUDENT_MARKER, inputs=inputs, what="student edition folder") as staging:
         _write_student_source(source, staging)
     return Path(output).expanduser().resolve()
+
+
+def _adopt_earlier_edition(folder: Path) -> None:
+    """Mark a student edition written before editions carried their marker (its config's title says so)."""
+    config = folder / "_config.yml"
+    if folder.is_dir() and not folder.is_symlink() and not (folder / STUDENT_MARKER).exists() and config.is_file():
+        try:
+            title = str((yaml.safe_load(config.read_text()) or {}).get("title", ""))
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+            return
+        if title.endswith("(student edition)") and set(p.name for p in folder.iterdir()) <= {*SOURCES, "_build"}:
+            (folder / STUDENT_MARKER).write_text("an earlier student edition, adopted\n")
 
 
 def _write_student_source(source: Path, output: Path) -> None:

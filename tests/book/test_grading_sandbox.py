@@ -74,6 +74,7 @@ def graded(tmp_path_factory):
     (root / "d.ipynb").write_text("{ this is not a notebook")
     paths.append(root / "d.ipynb")
     before = {path: path.read_bytes() for path in paths}
+    (root / "grades").mkdir()  # the README's `-o grades/`, a folder that already exists
     os.environ["CAMSURVEY_GRADE_LOG"] = str(root / "log.jsonl")
     try:
         report = sandbox.grade_notebooks(paths, root / "grades", cell_timeout=8, timeout=240)
