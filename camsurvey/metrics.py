@@ -35,6 +35,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .common import check_int
 from .methods import METHODS, explain, get_method
+from .methods.smoothing import check_baseline  # the one check of a baseline image
 from .plumbing import check_images, resolve_target
 
 IOU_THRESHOLD = 0.2  # CAM's rule (Zhou et al.): keep the pixels above 20% of the map's maximum
@@ -303,8 +304,6 @@ def _check_curve_options(steps, batch_size):
 
 def _canvas(baseline, images: torch.Tensor, default) -> torch.Tensor:
     """The curve's other image: ``default(images)``, or ``baseline`` checked (a number or an image in [0, 1])."""
-    from .methods.smoothing import check_baseline  # the one check of a baseline image
-
     return default(images) if baseline is None else check_baseline(baseline, images).cpu()
 
 

@@ -291,7 +291,7 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def grade_submission(content: bytes, name: str, exercises: list[str], *, seed: int, timeout: float,
+def grade_submission(content: bytes, exercises: list[str], *, seed: int, timeout: float,
                      cell_timeout: float) -> tuple[dict, bytes | None]:
     """Grade one submission (its bytes, read beforehand) in a runner process; returns (row, executed notebook)."""
     with tempfile.TemporaryDirectory(prefix="camsurvey-grade-") as work_dir, \
@@ -391,7 +391,7 @@ def grade_notebooks(paths, output="runs/grades", *, assignment: str | None = Non
             rows.append(_row(path, assignment, exercises_of(assignment) if assignment else [],
                              {"status": f"failed: {reason}"}))
         else:
-            outcome, copy = grade_submission(contents[path], path.name, exercises, seed=seed, timeout=timeout,
+            outcome, copy = grade_submission(contents[path], exercises, seed=seed, timeout=timeout,
                                              cell_timeout=cell_timeout)
             rows.append(_row(path, chosen, exercises, outcome))
             if copy is not None:
