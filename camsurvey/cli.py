@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from .book import notebooks
+from .book import notebooks, sandbox
 
 # command -> (module whose main(argv) runs it, what it does)
 DELEGATED = {
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     variants = commands.add_parser("variants", help="per-student variants of an assignment (no solutions)")
     variants.add_argument("assignment", help="assignment notebook name, e.g. assignment_cam")
     variants.add_argument("--seeds", nargs="+", type=int, required=True, help="one seed per student")
-    variants.add_argument("-o", "--output", default="runs/variants", help="output folder")
+    variants.add_argument("-o", "--output", default="runs/variants", help="output folder (not in book/ or data/)")
     variants.add_argument("--answer-keys", action="store_true", help="also execute each variant with solutions")
     explain = commands.add_parser("explain", help="write one saliency overlay PNG per image and method")
     explain.add_argument("images", nargs="+", help="image files (or names of the bundled photos)")
@@ -63,9 +63,17 @@ def main(argv=None) -> int:
     explain.add_argument("--colormap", default="jet", help="a matplotlib colormap")
     explain.add_argument("-o", "--output", required=True, help="folder for the PNG files (created)")
     explain.add_argument("--force", action="store_true", help="overwrite existing PNG files")
-    grade = commands.add_parser("grade", help="execute submitted notebooks and collect their grader reports")
+    variants.add_argument("--force", action="store_true", help="replace handouts that exist (a teacher may have edited them)")
+    grade = commands.add_parser("grade", help="grade submitted notebooks, each in its own sandboxed process")
     grade.add_argument("notebooks", nargs="+", help="submitted notebooks")
-    grade.add_argument("-o", "--output", default="runs/grades.json", help="where to write the reports (JSON)")
+    grade.add_argument("-o", "--output", default="runs/grades",
+                       help="a folder (grades.json and executed/ in it; default runs/grades) or a .json file")
+    grade.add_argument("--assignment", help="the assignment graded (default: from each notebook's metadata or name)")
+    grade.add_argument("--force", action="store_true", help="replace an existing report")
+    grade.add_argument("--timeout", type=float, default=None,
+                       help=f"seconds per submission (default {sandbox.SUBMISSION_TIMEOUT})")
+    grade.add_argument("--cell-timeout", type=float, default=None, help=f"seconds per cell (default {sandbox.CELL_TIMEOUT})")
+    grade.add_argument("--seed", type=int, default=None, help="seed of the grader's cases (keep it to yourself)")
     args = parser.parse_args(argv)
 
     try:
@@ -80,19 +88,21 @@ def main(argv=None) -> int:
             print(f"wrote {output}")
         elif args.command == "variants":
             from .book import grading
-            for path in grading.make_variants(args.assignment, args.seeds, args.output, answer_keys=args.answer_keys):
+            for path in grading.make_variants(args.assignment, args.seeds, args.output, answer_keys=args.answer_keys,
+                                              force=args.force):
                 print(f"wrote {path}")
         elif args.command == "explain":
             for path in explain_images(args):
                 print(f"wrote {path}")
         elif args.command == "grade":
-            from .book import grading
-            for path, result in grading.grade_notebooks(args.notebooks, args.output).items():
-                done = sum(r["passed"] for r in result["reports"])
-                print(f"{path}: {done}/{len(result['reports'])} exercises passed" + (f" ({result['error']})" if result["error"] else ""))
+            limits = {name: value for name, value in (("timeout", args.timeout), ("cell_timeout", args.cell_timeout),
+                                                      ("seed", args.seed)) if value is not None}
+            report = sandbox.grade_notebooks(args.notebooks, args.output, assignment=args.assignment, force=args.force,
+                                             progress=lambda row: print(sandbox.summary(row), flush=True), **limits)
+            print(f"wrote {sandbox.output_paths(args.output)[0]} ({len(report['submissions'])} submissions)")
         else:
             notebooks.refresh(args.chapters or None)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, notebooks.ChapterFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import operator
 import os
 from pathlib import Path
 
@@ -21,6 +22,11 @@ SCORECAM_BATCH_SIZE = 4
 # only h*w = 49 there.
 ABLATIONCAM_BATCH_SIZE = 128
 RECIPROCAM_BATCH_SIZE = 256
+
+# A map whose spread (max - min) is at most this fraction of its largest magnitude is constant:
+# float32 rounding (about 1e-7 relative) cannot tell it from one, so norm(.) would amplify noise.
+# The one tolerance of both paths (camsurvey.plumbing.is_constant, camsurvey.deploy.runtime.is_constant).
+CONSTANT_RTOL = 1e-6
 
 
 def check_int(value, name: str, minimum: int | None = 1, maximum: int | None = None, hint: str = "") -> int:
@@ -36,6 +42,26 @@ def check_int(value, name: str, minimum: int | None = 1, maximum: int | None = N
     else:
         wanted = f"an integer <= {maximum}" if minimum is None else f"an integer from {minimum} to {maximum}"
     raise ValueError(f"{name} must be {wanted}, got {value!r}" + (f"; {hint}" if hint else ""))
+
+
+def check_class_indices(target, classes: int) -> None:
+    """Refuse, with a message naming ``target``, a class index that is not a whole number in
+    ``[0, classes)``: a bool, a float, a huge integer, an empty list, a nested list. ``None`` (each
+    image's top-1) and tensors/arrays are left to the caller's own conversion."""
+    if target is None or not isinstance(target, (int, list, tuple)):
+        return
+    indices = list(target) if isinstance(target, (list, tuple)) else [target]
+    if not indices:
+        raise ValueError("target is empty; give None (each image's top-1 class), one class index or one per image")
+    for index in indices:
+        try:
+            if isinstance(index, bool):
+                raise TypeError
+            value = operator.index(index)  # ints, numpy integers, 0-d integer tensors; not floats
+        except TypeError:
+            raise TypeError(f"target must be None, an integer class index or a list of them, got {target!r}") from None
+        if not 0 <= value < classes:
+            raise ValueError(f"target class index out of range: the model has classes 0..{classes - 1}, got {target!r}")
 
 
 def check_batch_size(batch_size) -> int:

@@ -35,6 +35,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .common import check_int
 from .methods import METHODS, explain, get_method
+from .methods.smoothing import check_baseline  # the one check of a baseline image
 from .plumbing import check_images, resolve_target
 
 IOU_THRESHOLD = 0.2  # CAM's rule (Zhou et al.): keep the pixels above 20% of the map's maximum
@@ -80,7 +81,17 @@ def check_saliency(saliency, images: torch.Tensor | None = None) -> torch.Tensor
 
 def check_boxes(boxes, count: int, size) -> torch.Tensor:
     """``boxes`` (one ``(x0, y0, x1, y1)`` per image, x1/y1 exclusive) as a (B, 4) long tensor."""
-    boxes = torch.as_tensor(boxes)
+    if boxes is None or isinstance(boxes, (str, bytes)):
+        raise TypeError(f"boxes must be one (x0, y0, x1, y1) box of whole pixel coordinates per image, got {boxes!r}; "
+                        "camsurvey.load_box(photo) gives a bundled photo's box")
+    try:
+        boxes = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, torch.Tensor) else boxes)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"boxes must be one (x0, y0, x1, y1) box of whole pixel coordinates per image, got {boxes!r}") from None
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"box corners must be numbers (x0, y0, x1, y1), got a tensor of {boxes.dtype}")
+    if boxes.is_floating_point() and not torch.isfinite(boxes).all():
+        raise ValueError("box corners must be finite pixel coordinates (x0, y0, x1, y1)")
     if boxes.is_floating_point() and not torch.equal(boxes, boxes.round()):
         raise TypeError("box corners must be whole pixel coordinates (x0, y0, x1, y1)")
     boxes = boxes.long()
@@ -99,9 +110,16 @@ def check_boxes(boxes, count: int, size) -> torch.Tensor:
 
 def region_masks(region, saliency: torch.Tensor) -> torch.Tensor:
     """The ground truth as (B, H, W) bool masks: from boxes (B, 4) or from masks (B, H, W)."""
+    if isinstance(region, np.ndarray) and region.ndim >= 2 and region.shape[-1] != 4:
+        region = torch.from_numpy(np.ascontiguousarray(region))
+    if isinstance(region, torch.Tensor) and region.ndim == 2 and region.shape == saliency.shape[-2:]:
+        raise ValueError(f"masks must have shape (B, H, W), got {tuple(region.shape)}; for one image add the batch "
+                         "dimension with mask[None]")
     if isinstance(region, torch.Tensor) and region.ndim == 3:
         if region.shape != saliency.shape:
             raise ValueError(f"masks {tuple(region.shape)} do not match saliency {tuple(saliency.shape)}")
+        if region.is_floating_point() and not ((region == 0) | (region == 1)).all():
+            raise ValueError("masks must be boolean (or 0/1) object masks, one (H, W) mask per image")
         masks = region.bool()
         if not masks.flatten(1).any(1).all():
             raise ValueError("an empty ground-truth mask: every image needs at least one object pixel")
@@ -171,6 +189,16 @@ def localization_iou(saliency: torch.Tensor, boxes, threshold: float = IOU_THRES
 
 # ---------------------------------------------------------------- faithfulness
 
+def check_model(model) -> nn.Module:
+    """``model`` if it is a PyTorch classifier the metrics can run, else a TypeError that says what to do."""
+    if not isinstance(model, nn.Module):
+        hint = ("; the faithfulness metrics run the PyTorch model: compute the maps on the ONNX export with "
+                "camsurvey.explain, and score them with the PyTorch model it was exported from"
+                if type(model).__name__ == "OnnxModel" else "; load one with camsurvey.load_model")
+        raise TypeError(f"model must be a PyTorch classifier (torch.nn.Module), got {type(model).__name__}{hint}")
+    return model
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
@@ -193,6 +221,7 @@ def explanation_map(images: torch.Tensor, saliency: torch.Tensor) -> torch.Tenso
 
 def _prepare(model, images, saliency, target):
     """Checked inputs, the target per image, and the model's confidence ``s`` on the full images."""
+    check_model(model)
     images = check_images(images).cpu()
     saliency = check_saliency(saliency, images).cpu()
     with torch.no_grad():
@@ -229,27 +258,36 @@ def _pixel_order(saliency: torch.Tensor) -> torch.Tensor:
     return torch.argsort(saliency.flatten(1), dim=1, descending=True, stable=True)
 
 
-def _causal_curve(model, start, finish, saliency, target, steps, batch_size):
+def causal_frames(start: torch.Tensor, finish: torch.Tensor, saliency_map: torch.Tensor, steps: int) -> torch.Tensor:
+    """The ``steps + 1`` frames of a causal curve for one image: frame k shows the
+    ``round(k * H*W / steps)`` most salient pixels of ``finish`` over ``start`` (both (3, H, W)).
+
+    Frame 0 is ``start``, frame ``steps`` is ``finish``; ties in the map keep raster order.
+    """
+    height, width = saliency_map.shape[-2:]
+    pixels = height * width
+    order = _pixel_order(saliency_map.reshape(1, -1))[0]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(pixels)
+    counts = [round(k * pixels / steps) for k in range(steps + 1)]
+    moved = torch.stack([(rank < c).view(1, height, width) for c in counts]).float()
+    return start * (1 - moved) + finish * moved
+
+
+def causal_curve(model, start, finish, saliency, target, steps, batch_size) -> torch.Tensor:
     """Class probability as the pixels of ``finish`` replace those of ``start``, most salient first.
 
     Returns (B, steps + 1): the probability after 0, 1/steps, ..., all of the pixels moved.
     """
-    batch, _, height, width = start.shape
-    pixels = height * width
-    order = _pixel_order(saliency)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(pixels).expand(batch, -1).contiguous())
-    counts = [round(k * pixels / steps) for k in range(steps + 1)]
-    curve = torch.empty(batch, steps + 1, dtype=torch.float64)
-    for i in range(batch):
-        moved = torch.stack([(rank[i] < c).view(1, height, width) for c in counts]).float()
-        frames = start[i] * (1 - moved) + finish[i] * moved
+    curve = torch.empty(start.shape[0], steps + 1, dtype=torch.float64)
+    for i in range(start.shape[0]):
+        frames = causal_frames(start[i], finish[i], saliency[i], steps)
         curve[i] = confidence(model, frames, target[i].expand(steps + 1), batch_size)
     return curve
 
 
-def _auc(curve: torch.Tensor) -> torch.Tensor:
-    """Area under a curve sampled at evenly spaced fractions 0..1 (trapezoid rule)."""
+def curve_area(curve: torch.Tensor) -> torch.Tensor:
+    """Area under curves (B, T + 1) sampled at evenly spaced fractions 0 .. 1, by the trapezoid rule."""
     fractions = np.linspace(0.0, 1.0, curve.shape[1])
     return torch.from_numpy(np.trapezoid(curve.numpy(), fractions, axis=1))
 
@@ -259,8 +297,35 @@ def blurred(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> 
     return gaussian_blur(images, [kernel_size, kernel_size], [sigma, sigma])
 
 
-def _check_steps(steps):
+def _check_curve_options(steps, batch_size):
     check_int(steps, "steps", hint="the curve's number of steps")
+    check_int(batch_size, "batch_size", hint="how many frames one forward pass holds")
+
+
+def _canvas(baseline, images: torch.Tensor, default) -> torch.Tensor:
+    """The curve's other image: ``default(images)``, or ``baseline`` checked (a number or an image in [0, 1])."""
+    return default(images) if baseline is None else check_baseline(baseline, images).cpu()
+
+
+def deletion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
+                   baseline=None, batch_size: int = 32) -> torch.Tensor:
+    """Deletion's curve (Petsiuk et al.), (B, steps + 1): the class probability as the most salient
+    pixels are replaced by ``baseline`` (default: zeros, black) in ``steps`` equal chunks."""
+    _check_curve_options(steps, batch_size)
+    images, saliency, target, _ = _prepare(model, images, saliency, target)
+    canvas = _canvas(baseline, images, torch.zeros_like)
+    return causal_curve(model, images, canvas, saliency, target, steps, batch_size)
+
+
+def insertion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
+                    baseline=None, batch_size: int = 32) -> torch.Tensor:
+    """Insertion's curve (Petsiuk et al.), (B, steps + 1): the class probability as the true pixels
+    come back, most salient first, in ``steps`` equal chunks, over ``baseline`` (default: the
+    :func:`blurred` image). Point k is after ``round(k * H*W / steps)`` pixels."""
+    _check_curve_options(steps, batch_size)
+    images, saliency, target, _ = _prepare(model, images, saliency, target)
+    canvas = _canvas(baseline, images, blurred)
+    return causal_curve(model, canvas, images, saliency, target, steps, batch_size)
 
 
 def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
@@ -270,23 +335,19 @@ def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     The pixels are removed in ``steps`` equal chunks; ``baseline`` (default: zeros, black) is what
     replaces them. Lower is better: a faithful map removes the evidence first.
     """
-    _check_steps(steps)
-    images, saliency, target, _ = _prepare(model, images, saliency, target)
-    baseline = torch.zeros_like(images) if baseline is None else baseline.expand_as(images)
-    return as_score(_auc(_causal_curve(model, images, baseline, saliency, target, steps, batch_size)))
+    return as_score(curve_area(deletion_curve(model, images, saliency, target, steps=steps, baseline=baseline,
+                                              batch_size=batch_size)))
 
 
 def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
                   baseline=None, batch_size: int = 32) -> Score:
     """Insertion (Petsiuk et al.): area under the class probability as the most salient pixels appear.
 
-    The curve starts from ``baseline`` (default: :func:`blurred` image) and restores the true
-    pixels in ``steps`` equal chunks. Higher is better.
+    The curve (:func:`insertion_curve`) starts from ``baseline`` (default: :func:`blurred` image)
+    and restores the true pixels in ``steps`` equal chunks. Higher is better.
     """
-    _check_steps(steps)
-    images, saliency, target, _ = _prepare(model, images, saliency, target)
-    baseline = blurred(images) if baseline is None else baseline.expand_as(images)
-    return as_score(_auc(_causal_curve(model, baseline, images, saliency, target, steps, batch_size)))
+    return as_score(curve_area(insertion_curve(model, images, saliency, target, steps=steps, baseline=baseline,
+                                               batch_size=batch_size)))
 
 
 # ---------------------------------------------------------------- ADCC (Poppi et al.)
@@ -346,8 +407,16 @@ def complexity(saliency: torch.Tensor) -> Score:
 def adcc(coherency_value, complexity_value, average_drop_value):
     """ADCC (eq. 10): the harmonic mean of Coherency, 1 - Complexity and 1 - Average Drop.
 
-    Takes floats or tensors (per image); a part equal to 0 makes the score 0.
+    Takes floats or tensors (per image), each a fraction in [0, 1] (a NaN or a value outside is
+    refused: it would make the score silently 0 or more than 1); a part equal to 0 makes the score 0.
     """
+    values = {"coherency": coherency_value, "complexity": complexity_value, "average_drop": average_drop_value}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor, np.ndarray, np.floating)):
+            raise TypeError(f"{name} must be a number or a tensor of per-image values, got {type(value).__name__}")
+        value = torch.as_tensor(value, dtype=torch.float64)
+        if not torch.isfinite(value).all() or (value < 0).any() or (value > 1).any():
+            raise ValueError(f"{name} must lie in [0, 1] (a fraction, not a percentage), got {value.tolist()}")
     parts = [torch.as_tensor(coherency_value, dtype=torch.float64), 1 - torch.as_tensor(complexity_value, dtype=torch.float64),
              1 - torch.as_tensor(average_drop_value, dtype=torch.float64)]
     parts = torch.broadcast_tensors(*parts)
@@ -398,8 +467,12 @@ HIGHER_IS_BETTER = {"pointing_game": True, "iou": True, "average_drop": False, "
 def trivial_map(kind: str, images: torch.Tensor, sigma: float = 0.25) -> torch.Tensor:
     """A map that ignores the model: ``"ones"`` (the whole image) or ``"centre"`` (a Gaussian blob).
 
-    ``sigma``: the blob's standard deviation as a fraction of the image side.
+    ``sigma``: the blob's standard deviation as a fraction of the image side (> 0).
     """
+    images = check_images(images)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma is the blob's standard deviation as a fraction of the image side and must be > 0, "
+                         f"got {sigma!r}")
     batch, _, height, width = images.shape
     if kind == "ones":
         return torch.ones(batch, height, width)

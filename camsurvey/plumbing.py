@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import CONSTANT_RTOL, check_class_indices  # CONSTANT_RTOL: shared with the ONNX runtime
 from .models.base import CamModel
 from .models.layouts import Layout, detect_layout
 from .models.wrap import WrappedModel, check_scores, closest_first, equivalent_layer, listing, probe, valid_layers
@@ -37,6 +38,9 @@ def check_images(images, model: CamModel | None = None) -> torch.Tensor:
             f"images must be a torch.Tensor of shape (B, 3, H, W) with values in [0, 1], "
             f"got {type(images).__name__}; use camsurvey.load_image(...) to make one"
         )
+    if images.layout != torch.strided or images.is_meta:
+        raise TypeError(f"images must be an ordinary dense tensor, got a {'meta' if images.is_meta else images.layout} "
+                        "tensor; use images.to_dense() (or a tensor with real values on the CPU or GPU)")
     if images.ndim == 3:
         raise ValueError(
             f"images must have shape (B, 3, H, W), got {tuple(images.shape)}; "
@@ -78,6 +82,7 @@ def resolve_target(target, scores: torch.Tensor, batch: int | None = None) -> to
         return scores.argmax(dim=1)
     if isinstance(target, bool) or not isinstance(target, (int, list, tuple, torch.Tensor)):
         raise TypeError(f"target must be None, an integer class index or one index per image, got {type(target).__name__}")
+    check_class_indices(target, classes)
     index = torch.as_tensor(target, device=scores.device)
     if index.is_floating_point():
         raise TypeError("target must be an integer class index, not a float")
@@ -353,11 +358,6 @@ def upsample(maps: torch.Tensor, size) -> torch.Tensor:
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
     return maps.squeeze(1) if squeeze else maps
-
-
-# A map whose spread (max - min) is at most this fraction of its largest magnitude is constant:
-# float32 rounding (about 1e-7 relative) cannot tell it from one, so norm(.) would amplify noise.
-CONSTANT_RTOL = 1e-6
 
 
 def is_constant(maps: torch.Tensor, rtol: float = CONSTANT_RTOL) -> torch.Tensor:

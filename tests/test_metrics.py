@@ -133,7 +133,7 @@ def test_insertion_is_deterministic_and_starts_from_the_blurred_image():
     saliency = torch.rand(2, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
     first = metrics.insertion_auc(model, image, saliency, 0, steps=8).per_image
     assert torch.equal(first, metrics.insertion_auc(model, image, saliency, 0, steps=8).per_image)
-    curve = metrics._causal_curve(model, metrics.blurred(image), image, saliency, torch.zeros(2, dtype=torch.long), 4, 8)
+    curve = metrics.causal_curve(model, metrics.blurred(image), image, saliency, torch.zeros(2, dtype=torch.long), 4, 8)
     assert torch.allclose(curve[:, 0], metrics.blurred(image).mean(dim=(1, 2, 3)).double(), atol=1e-6)
     assert torch.allclose(curve[:, -1], image.mean(dim=(1, 2, 3)).double(), atol=1e-6)
 

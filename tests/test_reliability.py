@@ -9,6 +9,7 @@ import tracemalloc
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -234,3 +235,151 @@ def test_a_chapter_that_raises_fails_the_book_build(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "this chapter is broken" in result.stdout + result.stderr
+
+
+# --- a constant map is zeros, never noise (decided before upsampling, relative tolerance) -------
+
+def constant_layer_model(value=0.7) -> CamModel:
+    """The tiny model with a layer whose activations are the same number everywhere."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.conv2[0].weight.zero_()
+        model.conv2[0].bias.fill_(value)
+    return model
+
+
+@pytest.mark.parametrize("value", [3.7, 1e-6, 2e5])
+def test_a_constant_map_upsampled_and_normalised_is_zeros_not_a_pattern(value):
+    from camsurvey import plumbing
+
+    constant = torch.full((1, 7, 7), value)
+    assert not plumbing.normalize(plumbing.upsample(constant, (40, 40))).any()
+    assert not plumbing.finish(constant, (40, 40)).any()
+    ramp = constant + torch.linspace(0, value * 1e-3, 7)  # a real (if small) gradient is kept
+    assert plumbing.finish(ramp, (40, 40)).max() == 1
+
+
+def test_a_one_by_one_feature_map_gives_zeros(model):
+    image = cs.load_image("chelsea", 32)  # EfficientNet-Lite0's conv_head is 1 x 1 at 32 px
+    for name in ("gradcam", "gradcam++", "xgradcam", "layercam", "eigencam"):
+        assert not cs.explain(name, model, image).any(), name
+
+
+@pytest.mark.parametrize("name", [n for n in FAST_METHODS if n != "reciprocam"])
+def test_a_layer_with_constant_activations_gives_zeros(name):
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    saliency = cs.explain(name, constant_layer_model(), images, **_small_params(name))
+    assert saliency.shape == (2, 32, 32) and not saliency.any(), name
+
+
+def test_reciprocam_on_constant_activations_shows_only_what_its_kernel_makes():
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = constant_layer_model()
+    assert not cs.explain("reciprocam", model, images, kernel="point").any()
+    # the Gaussian kernel keeps less of A at the border than inside: a symmetric frame, not noise
+    framed = cs.explain("reciprocam", model, images)[0]
+    assert torch.allclose(framed, framed.flip(0), atol=5e-3) and torch.allclose(framed, framed.T, atol=5e-3)
+    assert framed[16, 16] > 0.9 and framed[0, 0] < 0.1
+
+
+# --- the long tail: one clear message that names the argument -------------------------------
+
+def _tiny_images():
+    return torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _onnx_stand_in():
+    from camsurvey.deploy.runtime import OnnxModel
+
+    return object.__new__(OnnxModel)  # an OnnxModel as metrics would receive it (no files needed)
+
+
+def _box_metric(boxes):
+    return cs.metrics.energy_pointing_game(torch.rand(1, 32, 32), boxes)
+
+
+LONG_TAIL = [
+    ("target True", lambda m: cs.explain("gradcam", m, _tiny_images(), target=True), TypeError, "target"),
+    ("target 10**20", lambda m: cs.explain("gradcam", m, _tiny_images(), target=10**20), ValueError, "out of range"),
+    ("target empty", lambda m: cs.explain("gradcam", m, _tiny_images(), target=[]), ValueError, "target is empty"),
+    ("target nested", lambda m: cs.explain("gradcam", m, _tiny_images(), target=[[0]]), TypeError, "target"),
+    ("seed 2**64", lambda m: cs.explain("smoothgrad", m, _tiny_images(), seed=2**64, samples=2), ValueError, "seed"),
+    ("IG baseline 2", lambda m: cs.explain("integrated-gradients", m, _tiny_images(), baseline=2.0), ValueError,
+     r"baseline.*\[0, 1\]"),
+    ("IG baseline image out of range", lambda m: cs.explain("integrated-gradients", m, _tiny_images(),
+                                                            baseline=-_tiny_images()), ValueError, r"\[0, 1\]"),
+    ("SESS smooth 'no'", lambda m: cs.explain("sess", m, _tiny_images(), smooth="no", scales=[32], window=32, step=32),
+     TypeError, "smooth must be True or False"),
+    ("sparse images", lambda m: cs.explain("gradcam", m, _tiny_images().to_sparse()), TypeError, "to_dense"),
+    ("meta images", lambda m: cs.explain("gradcam", m, _tiny_images().to("meta")), TypeError, "meta"),
+    ("device tpu", lambda m: cs.load_model("efficientnet_lite0", device="tpu"), ValueError, "device"),
+    ("device nonsense", lambda m: cs.load_model("efficientnet_lite0", device="gpu0"), ValueError, "device"),
+    ("boxes None", lambda m: _box_metric(None), TypeError, "boxes"),
+    ("boxes a string", lambda m: _box_metric("0 0 4 4"), TypeError, "boxes"),
+    ("boxes ragged", lambda m: _box_metric([[0, 0, 4], [1]]), TypeError, "boxes"),
+    ("a 2-D mask", lambda m: _box_metric(torch.ones(32, 32, dtype=torch.bool)), ValueError, r"mask\[None\]"),
+    ("metric batch_size 0", lambda m: cs.metrics.insertion_auc(m, _tiny_images(), torch.rand(1, 32, 32), batch_size=0),
+     ValueError, "batch_size"),
+    ("metric baseline of the wrong shape", lambda m: cs.metrics.deletion_auc(m, _tiny_images(), torch.rand(1, 32, 32),
+                                                                            baseline=torch.zeros(3, 5, 5)),
+     ValueError, "baseline has shape"),
+    ("metric baseline out of range", lambda m: cs.metrics.deletion_auc(m, _tiny_images(), torch.rand(1, 32, 32),
+                                                                      baseline=torch.full((1, 3, 32, 32), 3.0)),
+     ValueError, r"\[0, 1\]"),
+    ("metric baseline NaN", lambda m: cs.metrics.deletion_auc(m, _tiny_images(), torch.rand(1, 32, 32),
+                                                             baseline=torch.full((1, 3, 32, 32), float("nan"))),
+     ValueError, "NaN"),
+    ("adcc of NaN", lambda m: cs.metrics.adcc(float("nan"), 0.2, 0.2), ValueError, "coherency"),
+    ("coherency 1.5", lambda m: cs.metrics.adcc(1.5, 0.2, 0.2), ValueError, r"coherency must lie in \[0, 1\]"),
+    ("average drop as a percentage", lambda m: cs.metrics.adcc(0.5, 0.2, 30.0), ValueError, "percentage"),
+    ("trivial map sigma 0", lambda m: cs.metrics.trivial_map("centre", _tiny_images(), sigma=0), ValueError, "sigma"),
+    ("average drop on an ONNX model", lambda m: cs.metrics.average_drop(_onnx_stand_in(), _tiny_images(),
+                                                                       torch.rand(1, 32, 32)),
+     TypeError, "PyTorch model it was exported from"),
+    ("an unknown photo in evaluate_photos", lambda m: __import__("camsurvey.lab.evaluation").lab.evaluation
+     .evaluate_photos(m, {"gradcam": ["nope"]}), ValueError, "bundled photos"),
+    ("register_model with a non-function", lambda m: cs.models.register_model("x", 3), TypeError, "loader"),
+]
+
+
+@pytest.mark.parametrize("call, error, words", [c[1:] for c in LONG_TAIL], ids=[c[0] for c in LONG_TAIL])
+def test_the_long_tail_gives_one_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call(tiny_model())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the CPU-only message cannot be shown")
+def test_asking_for_cuda_without_a_gpu_says_to_use_the_cpu():
+    with pytest.raises(ValueError, match="device='cpu'"):
+        cs.load_model("efficientnet_lite0", device="cuda")
+
+
+def test_a_registered_loader_that_returns_no_classifier_is_named():
+    cs.models.register_model("not-a-classifier", lambda weights=None: nn.Linear(2, 2))
+    try:
+        with pytest.raises(TypeError, match="'not-a-classifier' returned Linear, not a camsurvey CamModel"):
+            cs.load_model("not-a-classifier", device="cpu")
+    finally:
+        del cs.models.MODELS["not-a-classifier"]
+
+
+def test_numpy_masks_are_ground_truth_masks_not_boxes():
+    saliency = torch.zeros(1, 32, 32)
+    saliency[0, :8, :8] = 1
+    mask = np.zeros((1, 32, 32), bool)
+    mask[0, :8, :8] = True
+    assert cs.metrics.energy_pointing_game(saliency, mask).mean == 1.0
+
+
+def test_every_chapter_parameter_can_be_set_whatever_its_comment_says(tmp_path):
+    import nbformat
+
+    for chapter, names in (("helpers", {"sess_scales"}), ("smoothing", {"ig_size"})):
+        assert names <= set(notebooks.chapter_parameters(notebooks.chapter_path(chapter))), chapter
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "size = 128  # pixels (smaller = cheaper)\nscales: list = [1, 2]  # a = b, c = d\nnot_literal = max(1, 2)  # x\n",
+        metadata={"tags": ["parameters"]})])
+    nbformat.write(notebook, tmp_path / "odd.ipynb")
+    found = notebooks.chapter_parameters(tmp_path / "odd.ipynb")
+    assert found == {"size": (128, "pixels (smaller = cheaper)"), "scales": ([1, 2], "a = b, c = d"),
+                     "not_literal": ("max(1, 2)", "x")}

@@ -12,31 +12,33 @@ average over the wrong axis, an off-by-one in the insertion curve, ...) and reco
 
 The references are the package's own functions (``camsurvey.methods.*`` and
 ``camsurvey.metrics.insertion_auc``, Petsiuk et al.'s insertion metric), so the book, the
-tests and the grader can never disagree.
+tests and the grader can never disagree. A student's function that calls them (however it
+reaches them) passes, but is told so, and the instructor's grader flags it.
 
-Set the environment variable ``CAMSURVEY_GRADE_LOG`` to a file path and every :func:`check`
-appends one JSON line there (how ``camsurvey grade`` collects the results).
+:func:`check` is the student's feedback, in their own notebook. Grades come from
+``camsurvey grade`` (:mod:`camsurvey.book.sandbox`), which runs each submission in its own
+process and judges the functions' outputs in another; nothing :func:`check` prints or returns
+counts towards a grade.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import metrics
+from .. import files, metrics, plumbing
 from ..common import check_int
 from ..methods import activation, gradient, perturbation
 from ..plumbing import normalize, upsample
-
-GRADE_LOG = "CAMSURVEY_GRADE_LOG"
-
 
 # ---------------------------------------------------------------- reports
 
@@ -48,6 +50,7 @@ class Report:
     total: int
     passed_cases: int
     feedback: list[str] = field(default_factory=list)
+    reference_calls: list[str] = field(default_factory=list)  # the package's own answer, called by the student
 
     @property
     def passed(self) -> bool:
@@ -55,13 +58,17 @@ class Report:
 
     def __str__(self) -> str:
         if self.passed:
-            return f"{self.exercise}: passed all {self.total} randomised cases."
-        lines = [f"{self.exercise}: {self.passed_cases} of {self.total} randomised cases passed."]
-        return "\n".join(lines + self.feedback)
+            lines = [f"{self.exercise}: passed all {self.total} randomised cases."]
+        else:
+            lines = [f"{self.exercise}: {self.passed_cases} of {self.total} randomised cases passed.", *self.feedback]
+        if self.reference_calls:
+            lines.append(f"  note: your function calls the package's own implementation ({', '.join(self.reference_calls)}); "
+                         "write the computation yourself: the instructor's grader flags this.")
+        return "\n".join(lines)
 
     def as_dict(self) -> dict:
         return {"exercise": self.exercise, "passed": self.passed, "passed_cases": self.passed_cases,
-                "total": self.total, "feedback": self.feedback}
+                "total": self.total, "feedback": self.feedback, "reference_calls": self.reference_calls}
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,12 @@ class Exercise:
     rtol: float = 1e-4
     atol: float = 1e-5
     cases: int = 8  # how many randomised cases check() draws by default
+    references: tuple[Callable, ...] = ()  # the package's functions that compute the answer: calling them is flagged
+
+    @property
+    def function_name(self) -> str:
+        """The name of the student's function in the assignment notebooks (``my_cam_map``)."""
+        return f"my_{self.name}"
 
 
 # ---------------------------------------------------------------- random inputs
@@ -161,7 +174,8 @@ CAM_MAP = Exercise(
              "CAM's eq. (1) has no ReLU: return the weighted sum itself (Grad-CAM adds the ReLU)."),
      Mistake("sum over pixels", lambda w, a: (w[:, :, None, None] * a).sum((-2, -1)),
              "the map keeps the spatial axes: sum over the channel axis (dim 1) only.")),
-    "M_c = sum_n w_n^c A^n: multiply each channel by its weight (weights[:, :, None, None]) and sum over dim 1.")
+    "M_c = sum_n w_n^c A^n: multiply each channel by its weight (weights[:, :, None, None]) and sum over dim 1.",
+    references=(activation.cam_map, activation.weighted_sum))
 
 
 # ---------------------------------------------------------------- exercise: Grad-CAM (eqs. 2, 3)
@@ -186,7 +200,8 @@ GRADCAM_WEIGHTS = Exercise(
              "you also averaged over the batch (dim 0): each image has its own weights."),
      Mistake("ReLU on gradients", lambda g: torch.relu(g).mean((-2, -1)),
              "Grad-CAM averages the raw gradients, negative ones included; the ReLU comes after the sum (eq. 2).")),
-    "a_n is the spatial mean of dy^c/dA^n: one number per image and channel, shape (B, K).")
+    "a_n is the spatial mean of dy^c/dA^n: one number per image and channel, shape (B, K).",
+    references=(gradient.gradcam_weights,))
 
 
 _gradcam_map_case = _weights_and_activations_case("weights")
@@ -200,7 +215,8 @@ GRADCAM_MAP = Exercise(
              "the ReLU belongs to the weighted sum, not to the weights: relu(sum_n a_n A^n)."),
      Mistake("mean over channels", lambda w, a: torch.relu((w[:, :, None, None] * a).mean(1)),
              "eq. (2) sums over the channels; you averaged (divided by K).")),
-    "L^c = ReLU(sum_n a_n A^n): weight each channel, sum over dim 1, then torch.relu.")
+    "L^c = ReLU(sum_n a_n A^n): weight each channel, sum over dim 1, then torch.relu.",
+    references=(gradient.gradcam_map, activation.weighted_sum))
 
 
 # ---------------------------------------------------------------- exercise: Score-CAM (eq. 4)
@@ -239,7 +255,8 @@ SCORECAM_MASKS = Exercise(
      Mistake("not upsampled", lambda a, size: normalize(a),
              "the masks multiply the input image, so upsample them to `size` first (cs.plumbing.upsample).")),
     "norm(up(A^n)): upsample the (K, h, w) maps to `size` (bilinear), then min-max scale each channel over its "
-    "pixels; a constant channel becomes all zeros.")
+    "pixels; a constant channel becomes all zeros.",
+    references=(perturbation.scorecam_masks, normalize, plumbing.finish))
 
 
 def _channel_scores_case(generator, index):
@@ -273,7 +290,8 @@ SCORECAM_CHANNEL_SCORES = Exercise(
      Mistake("unmasked", _unmasked_scores,
              "every channel must score its own masked input X * mask_n; you scored the unmasked image.")),
     "mask the image with each channel, image.unsqueeze(0) * masks.unsqueeze(1) (K, 3, H, W), run the model "
-    "under torch.no_grad() and keep column class_index of its output.", cases=5)
+    "under torch.no_grad() and keep column class_index of its output.", cases=5,
+    references=(perturbation.masked_class_scores,))
 
 
 def _weights_case(generator, index):
@@ -305,7 +323,8 @@ SCORECAM_WEIGHTS = Exercise(
              "eq. (4) turns the increases F^c(X'_n) - F^c(X) into weights with a softmax over the channels."),
      Mistake("sum-normalised", _sum_normalised,
              "dividing by the sum is not a softmax: exponentiate first (torch.softmax(..., dim=-1)).")),
-    "w_n = softmax over channels of (masked_scores - scores[:, None]); each row sums to 1.")
+    "w_n = softmax over channels of (masked_scores - scores[:, None]); each row sums to 1.",
+    references=(perturbation.scorecam_weights,))
 
 
 # ---------------------------------------------------------------- exercise: insertion AUC (Petsiuk et al.)
@@ -319,44 +338,58 @@ def _insertion_case(generator, index):
             "target": torch.randint(0, 5, (batch,), generator=generator), "steps": steps}
 
 
-def insertion_curve(model, images, saliency, target, steps, *, start="blurred", order="descending",
-                    output="probability") -> torch.Tensor:
-    """The insertion curve, (B, steps + 1), and its usual wrong variants (for the grader's hints).
-
-    With the defaults it is the curve of :func:`camsurvey.metrics.insertion_auc` (Petsiuk et al.):
-    starting from the blurred image, the true pixels come back most salient first in ``steps``
-    equal chunks, and each point is the class probability.
-    """
-    batch, _, height, width = images.shape
-    pixels = height * width
-    canvas = metrics.blurred(images) if start == "blurred" else torch.zeros_like(images)
-    ranking = torch.argsort(saliency.flatten(1), dim=1, descending=order == "descending", stable=True)
-    rank = torch.empty_like(ranking)
-    rank.scatter_(1, ranking, torch.arange(pixels).expand(batch, -1).contiguous())
-    counts = [round(k * pixels / steps) for k in range(steps + 1)]
-    curve = torch.empty(batch, steps + 1, dtype=torch.float64)
-    with torch.no_grad():
-        for i in range(batch):
-            shown = torch.stack([(rank[i] < c).view(1, height, width) for c in counts]).float()
-            frames = canvas[i] * (1 - shown) + images[i] * shown
-            scores = model(frames).double()
-            values = torch.softmax(scores, dim=1) if output == "probability" else scores
-            curve[i] = values[:, int(target[i])]
-    return curve
-
-
-def trapezoid_area(curve: torch.Tensor) -> torch.Tensor:
-    """Area under curves sampled at evenly spaced fractions 0 .. 1, by the trapezoid rule."""
-    return torch.from_numpy(np.trapezoid(curve.numpy(), np.linspace(0.0, 1.0, curve.shape[1]), axis=1))
-
+# The reference is the metrics module's own curve and area; each typical mistake is one small
+# function of the same inputs.
 
 def _reference_insertion(model, images, saliency, target, steps):
     return metrics.insertion_auc(model, images, saliency, target, steps=steps).per_image
 
 
-def _insertion_mistake(auc, **options):
-    return lambda model, images, saliency, target, steps: auc(insertion_curve(model, images, saliency, target,
-                                                                              steps, **options))
+def _reference_curve(model, images, saliency, target, steps):
+    return metrics.insertion_curve(model, images, saliency, target, steps=steps)
+
+
+def _without_first_point(model, images, saliency, target, steps):
+    return metrics.curve_area(_reference_curve(model, images, saliency, target, steps)[:, 1:])
+
+
+def _without_last_point(model, images, saliency, target, steps):
+    return metrics.curve_area(_reference_curve(model, images, saliency, target, steps)[:, :-1])
+
+
+def _right_riemann_sum(model, images, saliency, target, steps):
+    return _reference_curve(model, images, saliency, target, steps)[:, 1:].mean(1)
+
+
+def _left_riemann_sum(model, images, saliency, target, steps):
+    return _reference_curve(model, images, saliency, target, steps)[:, :-1].mean(1)
+
+
+def _mean_of_points(model, images, saliency, target, steps):
+    return _reference_curve(model, images, saliency, target, steps).mean(1)
+
+
+def _least_salient_first(model, images, saliency, target, steps):
+    """The pixels in ascending order of saliency: the map's ranks reversed (ties keep raster order)."""
+    ascending = torch.argsort(saliency.flatten(1), dim=1, stable=True)
+    rank = torch.empty_like(ascending)
+    rank.scatter_(1, ascending, torch.arange(ascending.shape[1]).expand_as(ascending).contiguous())
+    reversed_map = (1 - rank.double() / (rank.shape[1] - 1)).view_as(saliency)
+    return metrics.insertion_auc(model, images, reversed_map.float(), target, steps=steps).per_image
+
+
+def _black_start(model, images, saliency, target, steps):
+    return metrics.insertion_auc(model, images, saliency, target, steps=steps, baseline=0.0).per_image
+
+
+def _logit_curve_area(model, images, saliency, target, steps):
+    """The area under the class *score* (before the softmax) instead of its probability."""
+    curves = []
+    with torch.no_grad():
+        for i in range(len(images)):
+            frames = metrics.causal_frames(metrics.blurred(images[i : i + 1])[0], images[i], saliency[i], steps)
+            curves.append(model(frames).double()[:, int(target[i])])
+    return metrics.curve_area(torch.stack(curves))
 
 
 _OFF_BY_ONE = ("an off-by-one in the curve: it has steps + 1 points, after 0, 1, ..., steps chunks of pixels "
@@ -365,26 +398,28 @@ _OFF_BY_ONE = ("an off-by-one in the curve: it has steps + 1 points, after 0, 1,
 INSERTION_AUC = Exercise(
     "insertion_auc", "insertion_auc(model, images, saliency, target, steps) -> (B,)", _insertion_case,
     _reference_insertion,
-    (Mistake("missing first point", _insertion_mistake(lambda c: trapezoid_area(c[:, 1:])), _OFF_BY_ONE),
-     Mistake("missing last point", _insertion_mistake(lambda c: trapezoid_area(c[:, :-1])), _OFF_BY_ONE),
-     Mistake("right Riemann sum", _insertion_mistake(lambda c: c[:, 1:].mean(1)),
+    (Mistake("missing first point", _without_first_point, _OFF_BY_ONE),
+     Mistake("missing last point", _without_last_point, _OFF_BY_ONE),
+     Mistake("right Riemann sum", _right_riemann_sum,
              "an off-by-one in the area: the mean of the last `steps` points is a right Riemann sum; use the "
              "trapezoid rule over all steps + 1 points (the end points count half)."),
-     Mistake("left Riemann sum", _insertion_mistake(lambda c: c[:, :-1].mean(1)),
+     Mistake("left Riemann sum", _left_riemann_sum,
              "an off-by-one in the area: the mean of the first `steps` points is a left Riemann sum; use the "
              "trapezoid rule over all steps + 1 points (the end points count half)."),
-     Mistake("mean of points", _insertion_mistake(lambda c: c.mean(1)),
+     Mistake("mean of points", _mean_of_points,
              "the mean of the steps + 1 points is not the area: in the trapezoid rule the two end points count half."),
-     Mistake("least salient first", _insertion_mistake(trapezoid_area, order="ascending"),
+     Mistake("least salient first", _least_salient_first,
              "insert the most salient pixels first (sort the saliency in descending order)."),
-     Mistake("black start", _insertion_mistake(trapezoid_area, start="black"),
+     Mistake("black start", _black_start,
              "insertion starts from a blurred copy of the image (cs.metrics.blurred), not from black "
              "(black is where deletion ends)."),
-     Mistake("logits", _insertion_mistake(trapezoid_area, output="logit"),
+     Mistake("logits", _logit_curve_area,
              "each point of the curve is the class *probability* (softmax of the model's output).")),
     "start from cs.metrics.blurred(images); for k = 0..steps show the round(k * H*W / steps) most salient pixels "
     "of the true image; take the softmax probability of the target; integrate over [0, 1] by the trapezoid rule.",
-    rtol=1e-5, atol=1e-6, cases=5)
+    rtol=1e-5, atol=1e-6, cases=5,
+    references=(metrics.insertion_auc, metrics.insertion_curve, metrics.causal_curve, metrics.causal_frames,
+                metrics.curve_area))
 
 EXERCISES: dict[str, Exercise] = {exercise.name: exercise for exercise in (
     CAM_MAP, GRADCAM_WEIGHTS, GRADCAM_MAP, SCORECAM_MASKS, SCORECAM_CHANNEL_SCORES, SCORECAM_WEIGHTS, INSERTION_AUC)}
@@ -427,21 +462,80 @@ def _recognise(exercise: Exercise, arguments: dict, got: torch.Tensor) -> Mistak
     return None
 
 
-def _judge(exercise: Exercise, arguments: dict, function: Callable) -> str | None:
-    """None when the student's answer on this case is right, else the feedback (without the case header)."""
+def reference_name(function: Callable) -> str:
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+@contextmanager
+def watching(functions) -> Iterator[set[str]]:
+    """Record which of ``functions`` run inside the block (however they were reached): the names
+    of those called, in the yielded set. Uses :func:`sys.setprofile`; the previous profiler is restored."""
+    codes = {function.__code__: reference_name(function) for function in functions}
+    called: set[str] = set()
+    previous = sys.getprofile()
+
+    def profile(frame, event, _arg):
+        if event == "call" and frame.f_code in codes:
+            called.add(codes[frame.f_code])
+
+    sys.setprofile(profile)
+    try:
+        yield called
+    finally:
+        sys.setprofile(previous)
+
+
+@dataclass
+class Answer:
+    """What the student's function did on one case: a tensor, or the feedback for what went wrong
+    instead; and which of the exercise's reference functions it called."""
+
+    value: torch.Tensor | None
+    problem: str | None
+    reference_calls: list[str]
+
+
+def _as_tensor(got) -> torch.Tensor | str:
+    """The student's return value as a CPU tensor, or a description of why it is not one."""
+    if isinstance(got, torch.Tensor):
+        return got.detach().cpu()
+    if isinstance(got, (np.ndarray, list, tuple, float, int)) and not isinstance(got, bool):
+        try:
+            array = np.asarray(got, dtype=np.float64)
+        except (ValueError, TypeError):
+            return f"a {type(got).__name__} that is not a rectangular array of numbers (a ragged or mixed {type(got).__name__})"
+        return torch.from_numpy(array)
+    return type(got).__name__
+
+
+def run_student(exercise: Exercise, arguments: dict, function: Callable) -> Answer:
+    """Call the student's ``function`` on one case (a copy of it), whatever it does: returns, raises,
+    calls ``sys.exit``. Only a KeyboardInterrupt (the user, or a time limit) goes through."""
+    with watching(exercise.references) as called:
+        try:
+            got = function(*_copy(arguments).values())
+        except NotImplementedError:
+            return Answer(None, "  your function raised NotImplementedError.\n  hint: replace the "
+                          "`raise NotImplementedError` under `# YOUR CODE HERE` with your code.", sorted(called))
+        except SystemExit as stop:
+            return Answer(None, f"  your function called sys.exit({stop.code!r}); return the result instead.\n"
+                          f"  hint: {exercise.hint}", sorted(called))
+        except Exception as error:  # the student's code: report any error, with the general hint
+            return Answer(None, f"  your function raised {type(error).__name__}: {error}\n  hint: {exercise.hint}",
+                          sorted(called))
+    value = _as_tensor(got)
+    if isinstance(value, str):
+        return Answer(None, f"  expected a torch.Tensor, got {value}.\n  hint: {exercise.hint}", sorted(called))
+    return Answer(value, None, sorted(called))
+
+
+def verdict(exercise: Exercise, arguments: dict, answer: Answer) -> str | None:
+    """None when ``answer`` is right on this case, else the feedback (without the case header)."""
     with torch.no_grad():
         expected = exercise.reference(*_copy(arguments).values())
-    try:
-        got = function(*_copy(arguments).values())
-    except NotImplementedError:
-        return "  your function raised NotImplementedError.\n  hint: replace the `raise NotImplementedError` under `# YOUR CODE HERE` with your code."
-    except Exception as error:  # the student's code: report any error, with the general hint
-        return f"  your function raised {type(error).__name__}: {error}\n  hint: {exercise.hint}"
-    if isinstance(got, (np.ndarray, list, tuple, float, int)):
-        got = torch.as_tensor(np.asarray(got))
-    if not isinstance(got, torch.Tensor):
-        return f"  expected a torch.Tensor of shape {tuple(expected.shape)}, got {type(got).__name__}.\n  hint: {exercise.hint}"
-    got = got.detach().cpu()
+    if answer.value is None:
+        return answer.problem or f"  your function returned nothing usable.\n  hint: {exercise.hint}"
+    got = answer.value
     if _matches(got, expected, exercise):
         return None
     mistake = _recognise(exercise, arguments, got)
@@ -459,40 +553,114 @@ def _judge(exercise: Exercise, arguments: dict, function: Callable) -> str | Non
             f"{float(difference.max()):.4g} at index {where}.\n  hint: {hint}")
 
 
+def check_seed(seed) -> int:
+    return check_int(seed, "seed", minimum=0, maximum=2**63 - 1, hint="it seeds the grader's random cases")
+
+
+def get_exercise(exercise: str) -> Exercise:
+    if not isinstance(exercise, str) or exercise not in EXERCISES:
+        raise ValueError(f"unknown exercise {exercise!r}; choose one of {sorted(EXERCISES)}")
+    return EXERCISES[exercise]
+
+
+def draw_cases(exercise: Exercise, cases: int, seed: int) -> list[dict]:
+    """The randomised cases of ``exercise`` drawn from ``seed``: the same seed gives the same cases everywhere."""
+    generator = torch.Generator().manual_seed(seed)
+    return [exercise.make_case(generator, index) for index in range(cases)]
+
+
+def report_from_answers(exercise: Exercise, cases: list[dict], answers: list[Answer], seed: int) -> Report:
+    """The :class:`Report` of ``answers`` (one per case of ``cases``), judged against the reference."""
+    passed, feedback = 0, list[str]()
+    for index, (arguments, answer) in enumerate(zip(cases, answers)):
+        problem = verdict(exercise, arguments, answer)
+        if problem is None:
+            passed += 1
+        elif not feedback:
+            inputs = ", ".join(f"{k}={_describe(v)}" for k, v in arguments.items())
+            feedback = [f"case {index + 1} (seed {seed}) failed: {exercise.signature} with {inputs}", problem]
+    calls = sorted({name for answer in answers for name in answer.reference_calls})
+    return Report(exercise.name, len(cases), passed, feedback, calls)
+
+
 def check(exercise: str, function: Callable, *, cases: int | None = None, seed: int = 0, verbose: bool = True) -> Report:
     """Grade ``function`` on ``cases`` randomised cases drawn from ``seed``; print and return a :class:`Report`.
 
     The feedback names the first failing case, its inputs, what was expected and what came back,
-    and a hint (a specific one when the answer matches a typical mistake).
+    and a hint (a specific one when the answer matches a typical mistake). A function that calls
+    the package's own implementation of the exercise is told so (the instructor's grader flags it).
     """
-    if exercise not in EXERCISES:
-        raise ValueError(f"unknown exercise {exercise!r}; choose one of {sorted(EXERCISES)}")
+    entry = get_exercise(exercise)
     if not callable(function):
-        raise TypeError(f"pass your function itself (e.g. my_{exercise}), not {type(function).__name__}")
-    entry = EXERCISES[exercise]
-    cases = entry.cases if cases is None else cases
-    check_int(cases, "cases")
-    generator = torch.Generator().manual_seed(int(seed))
-    passed, feedback = 0, list[str]()
-    for index in range(cases):
-        arguments = entry.make_case(generator, index)
-        verdict = _judge(entry, arguments, function)
-        if verdict is None:
-            passed += 1
-        elif not feedback:
-            inputs = ", ".join(f"{k}={_describe(v)}" for k, v in arguments.items())
-            feedback = [f"case {index + 1} (seed {seed}) failed: {entry.signature} with {inputs}", verdict]
-    report = Report(exercise, cases, passed, feedback)
+        raise TypeError(f"pass your function itself (e.g. {entry.function_name}), not {type(function).__name__}")
+    cases = check_int(entry.cases if cases is None else cases, "cases", hint="how many random cases to draw")
+    seed = check_seed(seed)
+    drawn = draw_cases(entry, cases, seed)
+    report = report_from_answers(entry, drawn, [run_student(entry, arguments, function) for arguments in drawn], seed)
     if verbose:
         print(report)
-    log = os.environ.get(GRADE_LOG)
-    if log:
-        with open(log, "a") as stream:
-            stream.write(json.dumps(report.as_dict()) + "\n")
     return report
 
 
-# ---------------------------------------------------------------- variants and batch grading
+# ---------------------------------------------------------------- the sandboxed grader's two halves
+
+def collect_answers(exercise: str, function, seed: int, path) -> None:
+    """In the student's kernel (:mod:`camsurvey.book.sandbox`): run ``function`` on the grader's cases
+    of ``exercise`` and save what it returned (tensors, or what went wrong) to ``path``. Nothing is judged here."""
+    entry = get_exercise(exercise)
+    cases = draw_cases(entry, entry.cases, seed)
+    if not callable(function):
+        missing = Answer(None, f"  {entry.function_name} is not defined (or not a function) when the notebook "
+                         "has run: define it under its exercise.", [])
+        answers = [missing] * len(cases)
+    else:
+        answers = [run_student(entry, arguments, function) for arguments in cases]
+    torch.save({"values": [a.value.clone() if a.value is not None else None for a in answers],
+                "problems": [a.problem for a in answers], "reference_calls": [a.reference_calls for a in answers]},
+               str(path))
+
+
+def load_answers(path, count: int) -> list[Answer] | str:
+    """In the grader (never in the student's kernel): the answers :func:`collect_answers` saved, read as
+    plain data (``torch.load(weights_only=True)``, so nothing in the file can run), or why they cannot be used."""
+    path = Path(path)
+    if not path.is_file():
+        return "no answers: the notebook stopped before the grader could call it (see the problems above)"
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception as error:  # whatever the file holds
+        return f"its answers could not be read ({type(error).__name__})"
+    try:
+        values, problems, calls = saved["values"], saved["problems"], saved["reference_calls"]
+        answers = [Answer(value, problem, [str(name) for name in called])
+                   for value, problem, called in zip(values, problems, calls, strict=True)]
+        valid = len(answers) == count and all(
+            (a.value is None or isinstance(a.value, torch.Tensor)) and (a.problem is None or isinstance(a.problem, str))
+            for a in answers)
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    return answers if valid else "its answers are malformed"
+
+
+# ---------------------------------------------------------------- assignments and variants
+
+def assignment_exercises(path) -> list[str]:
+    """The exercises an assignment notebook grades, from its metadata ``camsurvey.exercises``.
+
+    This list, not the ``check`` calls a submission happens to run, is what a grade counts.
+    """
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=4)
+    names = notebook.metadata.get("camsurvey", {}).get("exercises")
+    if names is None:
+        raise ValueError(f"{Path(path).name} lists no exercises (metadata camsurvey.exercises); it is not graded by "
+                         "camsurvey.book.grading")
+    unknown = sorted(set(names) - set(EXERCISES))
+    if unknown:
+        raise ValueError(f"{Path(path).name} lists unknown exercises {unknown}; known are {sorted(EXERCISES)}")
+    return list(names)
+
 
 def variant_parameters(notebook_path, seed: int) -> dict:
     """The parameters of one student's variant: a seeded choice from the notebook's ``camsurvey.variants``.
@@ -504,6 +672,7 @@ def variant_parameters(notebook_path, seed: int) -> dict:
 
     from .notebooks import chapter_parameters
 
+    seed = check_seed(seed)
     notebook = nbformat.read(str(notebook_path), as_version=4)
     choices = notebook.metadata.get("camsurvey", {}).get("variants", {})
     defaults = chapter_parameters(notebook_path)
@@ -517,73 +686,56 @@ def variant_parameters(notebook_path, seed: int) -> dict:
     return chosen
 
 
-def make_variants(assignment: str, seeds, output_dir, *, answer_keys: bool = False) -> list:
+VARIANTS_MANIFEST = "variants.json"
+
+
+def make_variants(assignment: str, seeds, output_dir, *, answer_keys: bool = False, force: bool = False) -> list:
     """One student notebook per seed (solutions stripped, parameters injected by papermill, not executed).
 
     With ``answer_keys``, also execute the full notebook with the same parameters into
     ``output_dir/keys/`` (the instructor's answer key for that variant). Writes
-    ``output_dir/variants.json``: seed -> parameters.
+    ``output_dir/variants.json``: seed -> parameters. The rule of :mod:`camsurvey.files`
+    applies: not into the project's ``book/`` or ``data/``; handouts that exist (a teacher may
+    have edited them) are replaced only with ``force``, and nothing is written until every seed
+    is checked.
     """
-    from pathlib import Path
-
     import nbformat
     import papermill
 
-    from .notebooks import BOOK, chapter_path, check_parameters
+    from .notebooks import chapter_path, check_parameters
     from .student import student_notebook
 
     path = chapter_path(assignment)
-    output_dir = Path(output_dir).resolve()
-    if output_dir == BOOK.resolve() or BOOK.resolve() in output_dir.parents:
-        raise ValueError("write variants outside book/, so the book's notebooks stay intact")
-    if not seeds:
-        raise ValueError("give at least one seed (e.g. --seeds 1 2 3)")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    manifest, written = {}, []
+    seeds = list(seeds) if isinstance(seeds, (list, tuple)) else seeds
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"give at least one seed, one per student (e.g. --seeds 1 2 3), got {seeds!r}")
     for seed in seeds:
-        parameters = check_parameters(path, variant_parameters(path, seed))
-        student = output_dir / f"{path.stem}-seed{seed}.ipynb"
-        papermill.execute_notebook(str(path), str(student), parameters=parameters, prepare_only=True,
-                                   kernel_name="python3", progress_bar=False)
-        nbformat.write(student_notebook(nbformat.read(str(student), as_version=4)), str(student))
-        written.append(student)
+        check_seed(seed)
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds {repeated} are given more than once; one seed per student, each different")
+    output_dir = files.check_output(output_dir, inputs=[path], what="variants folder")
+    handouts = [output_dir / f"{path.stem}-seed{seed}.ipynb" for seed in seeds]
+    targets = handouts + [output_dir / VARIANTS_MANIFEST] + ([output_dir / "keys" / h.name for h in handouts]
+                                                              if answer_keys else [])
+    for target in targets:
+        files.check_new_file(target, force=force, inputs=[path], what="variant")
+    parameters = {seed: check_parameters(path, variant_parameters(path, seed)) for seed in seeds}
+    files.ensure_folder(output_dir, inputs=[path], what="variants folder")
+    for seed, student in zip(seeds, handouts):
+        with files.staged_file(student, force=force, inputs=[path], what="variant") as partial:
+            papermill.execute_notebook(str(path), str(partial), parameters=parameters[seed], prepare_only=True,
+                                       kernel_name="python3", progress_bar=False)
+            handout = student_notebook(nbformat.read(str(partial), as_version=4))
+            handout.metadata.setdefault("camsurvey", {})["assignment"] = path.stem
+            nbformat.write(handout, str(partial))
         if answer_keys:
-            (output_dir / "keys").mkdir(exist_ok=True)
-            papermill.execute_notebook(str(path), str(output_dir / "keys" / student.name), parameters=parameters,
-                                       cwd=str(path.parent), kernel_name="python3", progress_bar=False)
-        manifest[str(seed)] = parameters
-    (output_dir / "variants.json").write_text(json.dumps({"assignment": path.stem, "variants": manifest}, indent=2))
-    return written
-
-
-def grade_notebooks(paths, log_path) -> dict:
-    """Execute each submitted notebook and collect its :func:`check` reports: path -> list of report dicts.
-
-    A notebook that fails to run is recorded with its error; every check also goes to ``log_path``.
-    """
-    from pathlib import Path
-
-    import papermill
-
-    results = {}
-    previous = os.environ.get(GRADE_LOG)
-    try:
-        for path in map(Path, paths):
-            log = Path(log_path).resolve().with_suffix(f".{path.stem}.jsonl")
-            log.unlink(missing_ok=True)
-            os.environ[GRADE_LOG] = str(log)
-            error = None
-            try:
-                papermill.execute_notebook(str(path), str(log.with_suffix(".ipynb")), cwd=str(path.parent.resolve()),
-                                           kernel_name="python3", progress_bar=False)
-            except Exception as failure:  # a student's notebook that stops: keep its reports so far
-                error = f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
-            reports = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-            results[str(path)] = {"reports": reports, "error": error}
-    finally:
-        if previous is None:
-            os.environ.pop(GRADE_LOG, None)
-        else:
-            os.environ[GRADE_LOG] = previous
-    Path(log_path).write_text(json.dumps(results, indent=2))
-    return results
+            key = output_dir / "keys" / student.name
+            files.ensure_folder(key.parent, inputs=[path])
+            with files.staged_file(key, force=force, inputs=[path], what="answer key") as partial:
+                papermill.execute_notebook(str(path), str(partial), parameters=parameters[seed],
+                                           cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    manifest = {"assignment": path.stem, "exercises": assignment_exercises(path),
+                "variants": {str(seed): parameters[seed] for seed in seeds}}
+    files.write_file(output_dir / VARIANTS_MANIFEST, json.dumps(manifest, indent=2), force=force, inputs=[path])
+    return handouts

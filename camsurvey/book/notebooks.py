@@ -8,10 +8,13 @@ parameter is checked against the chapter's ``parameters`` cell before anything e
 from __future__ import annotations
 
 import ast
+import io
 import os
 import tempfile
+import tokenize
 from pathlib import Path
 
+from .. import files
 from ..common import OUTPUT_THREADS, free_threads, thread_environment
 from ..files import BOOK_DIR as BOOK
 from ..files import ROOT
@@ -32,20 +35,41 @@ def chapter_path(chapter: str) -> Path:
     raise ValueError(f"unknown chapter {chapter!r}; choose one of {sorted(known)}")
 
 
-def chapter_parameters(path: Path) -> dict:
-    """The chapter's parameters: ``name -> (default value, its comment)``."""
-    import papermill
+def parameters_cell(path: Path) -> str:
+    """The source of the chapter's code cell tagged ``parameters``."""
+    import nbformat
 
-    found = papermill.inspect_notebook(str(path))
-    if not found:
+    cells = [cell for cell in nbformat.read(str(path), as_version=4).cells
+             if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if not cells:
         raise ValueError(f"{path.name} has no cell tagged 'parameters'")
+    return cells[0].source
+
+
+def chapter_parameters(path: Path) -> dict:
+    """The chapter's parameters: ``name -> (default value, its comment)``.
+
+    Read from the ``parameters`` cell with Python's own parser (every top-level ``name = value``
+    or ``name: type = value``) and its tokenizer (the comment on the same line), so that any
+    comment is fine, an ``=`` in it too; papermill's own reader skips such lines.
+    """
+    source = parameters_cell(path)
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
     defaults = {}
-    for name, info in found.items():
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
+            continue
+        text = ast.get_source_segment(source, value) or ""
         try:
-            value = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            value = info["default"]
-        defaults[name] = (value, info.get("help", ""))
+            default = ast.literal_eval(value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):  # not a literal: papermill shows its source
+            default = text
+        defaults[name] = (default, comments.get(node.end_lineno or node.lineno, ""))
     return defaults
 
 
@@ -86,32 +110,45 @@ def check_parameters(path: Path, given: dict) -> dict:
     return checked
 
 
+class ChapterFailed(RuntimeError):
+    """A chapter run stopped in one of its cells: which cell, the error's one line, where the partial copy is."""
+
+
+def failure_summary(error: BaseException) -> str:
+    """One line for papermill's execution error (its traceback is tens of lines of kernel internals)."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename is None:
+        return f"{type(error).__name__}: {error}".strip()
+    cell = getattr(error, "exec_count", None)
+    return (f"cell [{cell}] raised " if cell is not None else "a cell raised ") + f"{ename}: {evalue}"
+
+
 def run_chapter(chapter: str, parameters: dict | None = None, output_dir="runs", overwrite: bool = False,
                 progress: bool = False) -> Path:
-    """Execute ``chapter`` with ``parameters`` into ``output_dir``; returns the executed copy's path."""
+    """Execute ``chapter`` with ``parameters`` into ``output_dir``; returns the executed copy's path.
+
+    The rule of :mod:`camsurvey.files` applies: not into the project's ``book/`` or ``data/``,
+    an existing copy is replaced only with ``overwrite``, and the copy appears only once the
+    chapter has run to its end. When a cell raises, :class:`ChapterFailed` says which and with
+    what error, and the part that ran is kept as ``NAME.failed.ipynb`` to show where.
+    """
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     path = chapter_path(chapter)
     parameters = check_parameters(path, parameters or {})
-    output_dir = Path(output_dir).resolve()
-    if output_dir == BOOK.resolve() or BOOK.resolve() in output_dir.parents:
-        raise ValueError("the output folder must lie outside book/, so the book's stored outputs stay intact")
-    output = output_dir / f"{path.stem}.ipynb"
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --force to overwrite it or choose another --output folder")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(".partial.ipynb")
-    try:
-        with thread_environment(free_threads()):  # a run's threads change only its speed
-            papermill.execute_notebook(str(path), str(partial), parameters=parameters, cwd=str(path.parent),
-                                       progress_bar=progress, kernel_name="python3")
-    except BaseException:
-        kept = output.with_suffix(".failed.ipynb")
-        if partial.exists():
+    output = files.check_new_file(Path(output_dir) / f"{path.stem}.ipynb", force=overwrite, inputs=[path],
+                                  what="executed chapter")
+    files.ensure_folder(output.parent, inputs=[path])
+    with files.staged_file(output, force=overwrite, inputs=[path], what="executed chapter") as partial:
+        try:
+            with thread_environment(free_threads()):  # a run's threads change only its speed
+                papermill.execute_notebook(str(path), str(partial), parameters=parameters, cwd=str(path.parent),
+                                           progress_bar=progress, kernel_name="python3")
+        except PapermillExecutionError as error:
+            kept = output.with_suffix(".failed.ipynb")
             os.replace(partial, kept)
-            print(f"the executed part was kept in {kept} to show where it failed")
-        raise
-    os.replace(partial, output)
+            raise ChapterFailed(f"{path.stem} stopped: {failure_summary(error)}; the executed part is in {kept}") from None
     return output
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from .. import files
+
 SOLUTION_TAG = "solution"
 STUB_LINE = "# YOUR CODE HERE"
 INSTRUCTOR_PAGES = ("book/instructor",)
@@ -111,7 +113,8 @@ def student_notebook(notebook):
         elif cell.cell_type == "code" and SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
             has_solutions = True
             cell.source = stub_code(cell.source)
-            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != SOLUTION_TAG] + ["student"]
+            # the public book folds the solution away (hide-input); the student's stub is shown
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t not in (SOLUTION_TAG, "hide-input")] + ["student"]
     if has_solutions:
         for cell in notebook.cells:
             if cell.cell_type == "code":
@@ -134,14 +137,44 @@ def _drop_pages(entries, pages):
     return kept
 
 
+STUDENT_MARKER = ".camsurvey-student-edition"  # marks a folder that `camsurvey student` wrote
+SOURCES = ("book", "_config.yml", "_toc.yml", "references.bib")  # what the student edition is made from
+
+
 def make_student_source(source=".", output="_build/student-src") -> Path:
-    """Write the student edition's sources (book, config, table of contents, bibliography) to ``output``."""
-    source, output = Path(source).resolve(), Path(output).resolve()
-    if output == source / "book" or source / "book" in output.parents:
-        raise ValueError("the student edition must not be written inside book/")
-    if output.exists():
-        shutil.rmtree(output)
-    (output / "book").mkdir(parents=True)
+    """Write the student edition's sources (book, config, table of contents, bibliography) to ``output``.
+
+    ``output`` must be a new or empty folder, or one this function wrote before (it holds the
+    marker file ``.camsurvey-student-edition``); the edition is written beside it and swapped
+    into place when complete (:func:`camsurvey.files.staged_folder`). Anything else is refused:
+    the source, a folder holding it, the project's ``data/`` and ``book/``, a folder of the user's.
+    """
+    source = Path(source).expanduser().resolve()
+    missing = [name for name in SOURCES if not (source / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{source} is not a camsurvey checkout: it has no {', '.join(missing)}; "
+                                "give the repository root with --source")
+    inputs = [source / name for name in SOURCES]
+    _adopt_earlier_edition(Path(output).expanduser())
+    with files.staged_folder(output, STUDENT_MARKER, inputs=inputs, what="student edition folder") as staging:
+        _write_student_source(source, staging)
+    return Path(output).expanduser().resolve()
+
+
+def _adopt_earlier_edition(folder: Path) -> None:
+    """Mark a student edition written before editions carried their marker (its config's title says so)."""
+    config = folder / "_config.yml"
+    if folder.is_dir() and not folder.is_symlink() and not (folder / STUDENT_MARKER).exists() and config.is_file():
+        try:
+            title = str((yaml.safe_load(config.read_text()) or {}).get("title", ""))
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+            return
+        if title.endswith("(student edition)") and set(p.name for p in folder.iterdir()) <= {*SOURCES, "_build"}:
+            (folder / STUDENT_MARKER).write_text("an earlier student edition, adopted\n")
+
+
+def _write_student_source(source: Path, output: Path) -> None:
+    (output / "book").mkdir()
     for path in sorted((source / "book").iterdir()):
         if f"book/{path.stem}" in INSTRUCTOR_PAGES:
             continue
@@ -151,6 +184,8 @@ def make_student_source(source=".", output="_build/student-src") -> Path:
             (output / "book" / path.name).write_text(strip_solution_blocks(path.read_text()))
         elif path.is_file():
             shutil.copy2(path, output / "book" / path.name)
+        elif path.is_dir() and not path.name.startswith((".", "_build")):
+            shutil.copytree(path, output / "book" / path.name, symlinks=True)
     for name in ("references.bib",):
         shutil.copy2(source / name, output / name)
     config = yaml.safe_load((source / "_config.yml").read_text())
@@ -160,13 +195,13 @@ def make_student_source(source=".", output="_build/student-src") -> Path:
     toc = yaml.safe_load((source / "_toc.yml").read_text())
     toc["chapters"] = _drop_pages(toc.get("chapters", []), INSTRUCTOR_PAGES)
     (output / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    return output
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="camsurvey student", description=__doc__.split("\n\n")[0])
     parser.add_argument("-s", "--source", default=".", help="the repository root (default: .)")
-    parser.add_argument("-o", "--output", default="_build/student-src", help="where to write the student sources")
+    parser.add_argument("-o", "--output", default="_build/student-src",
+                        help="where to write the student sources: a new or empty folder, or one this command wrote")
     args = parser.parse_args(argv)
     try:
         print(f"wrote {make_student_source(args.source, args.output)}")

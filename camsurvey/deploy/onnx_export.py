@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import files
 from ..common import check_int
-from ..files import PROTECTED
 from ..models.base import CamModel
 from ..plumbing import check_layer
 from .runtime import FEATURES_FILE, FORMAT, HEAD_FILE, MANIFEST_FILE, OnnxModel, check_threads, load, sha256_of
@@ -51,28 +53,32 @@ DEFAULT_OPSET = 17
 
 # --- export ---------------------------------------------------------------------------------
 
+EXPORT_FILES = (FEATURES_FILE, HEAD_FILE, MANIFEST_FILE)  # the manifest last: it makes an export complete
+
+
+def supported_opsets() -> tuple[int, int]:
+    """The lowest and highest ONNX opset the TorchScript exporter of this torch writes."""
+    try:
+        from torch.onnx import _constants  # torch's own table of the exporter's range
+    except ImportError:  # pragma: no cover - a torch without the table: the range of torch 2.x
+        return 7, 20
+    return _constants.ONNX_MIN_OPSET, getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+
+
 def _check_folder(folder, overwrite: bool) -> Path:
-    """The folder to export into, created; refuses the repository's data/ and book/ and existing files."""
-    if folder is None:
-        return Path(tempfile.mkdtemp(prefix="camsurvey-onnx-"))
+    """The folder to export into, checked by the rule of :mod:`camsurvey.files` (not created yet):
+    never the project's data/ or book/, and earlier export files only replaced with ``overwrite``."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path (str or pathlib.Path) or None, got {type(folder).__name__}")
-    path = Path(folder).expanduser().resolve()
-    for folder_of_ours in PROTECTED:
-        protected = folder_of_ours.resolve()
-        if path == protected or protected in path.parents:
-            raise ValueError(
-                f"refusing to export into {path}: the repository's {folder_of_ours.name}/ folder holds the book's own "
-                "files; choose a folder of your own (or folder=None for a fresh temporary one)"
-            )
+    path = files.check_output(folder, what="export folder")
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder; choose a folder to export into")
-    existing = [name for name in (FEATURES_FILE, HEAD_FILE, MANIFEST_FILE) if (path / name).exists()]
+    path = path.resolve()
+    existing = [name for name in EXPORT_FILES if (path / name).exists() or (path / name).is_symlink()]
     if existing and not overwrite:
         raise FileExistsError(
             f"{path} already holds {existing}; pass overwrite=True to replace them or choose another folder"
         )
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -90,40 +96,15 @@ def _export_graph(module, example, path, input_name, output_name, opset):
                           opset_version=opset, dynamo=False)
 
 
-def export(model: CamModel, folder=None, layer: str | None = None, *, input_size: int | None = None,
-           opset: int = DEFAULT_OPSET, overwrite: bool = False, threads: int | None = None) -> OnnxModel:
-    """Write ``model`` split at ``layer`` as ONNX into ``folder``; returns it loaded (:func:`load`).
-
-    ``folder``: a folder of your choosing (created if needed), or ``None`` for a fresh temporary
-    folder (``onnx_model.folder`` says where). Never the repository's ``data/`` or ``book/``.
-    ``layer``: the CAM layer, ``None`` for the model's default; it must be a top-level stage.
-    ``input_size``: the image side the graphs are traced for (the padding is fixed by it);
-    ``None`` for the model's training resolution, ``model.resolution``.
-    ``overwrite``: replace the files of an earlier export in ``folder``; refused otherwise.
-    ``threads``: ONNX Runtime's intra-op threads for the returned model (see :func:`load`).
-
-    After writing, the ONNX graphs are run on a seeded random batch of two images and compared
-    with the PyTorch model; a mismatch raises instead of leaving a wrong export behind.
-    """
-    if not isinstance(model, CamModel):
-        raise TypeError(f"model must be a camsurvey model (from camsurvey.load_model), got {type(model).__name__}")
-    input_size = model.resolution if input_size is None else input_size
-    check_int(input_size, "input_size", minimum=32, hint="it is the side of the square input in pixels")
-    check_threads(threads)
-    check_int(opset, "opset", hint="the ONNX opset version, e.g. 17")
-    layer = model.default_layer if layer is None else layer
-    features, head = model.split(layer)  # raises a ValueError listing the split points
-    example = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(model.device)
-    check_layer(model, layer, example)  # refuses a layer that is not a spatial feature map, listing those that are
-    path = _check_folder(folder, overwrite)
-    (path / MANIFEST_FILE).unlink(missing_ok=True)  # an export that fails half-way must not look complete
-
+def _write_export(model: CamModel, layer: str, folder: Path, input_size: int, opset: int, threads) -> OnnxModel:
+    """Write the two graphs and the manifest into ``folder`` and check them against the PyTorch model."""
+    features, head = model.split(layer)
     device = model.device
     with torch.no_grad():  # the exporter restores each half's mode afterwards: split() gives them the model's
         example = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
         activations = features(example)
-        _export_graph(features, example, path / FEATURES_FILE, "images", "activations", opset)
-        _export_graph(head, activations, path / HEAD_FILE, "activations", "scores", opset)
+        _export_graph(features, example, folder / FEATURES_FILE, "images", "activations", opset)
+        _export_graph(head, activations, folder / HEAD_FILE, "activations", "scores", opset)
         check = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(1)).to(device)
         expected = model(check).cpu().numpy()
 
@@ -137,15 +118,68 @@ def export(model: CamModel, folder=None, layer: str | None = None, *, input_size
         "feature_shape": list(activations.shape[1:]),
         "opset": opset,
         "versions": {"camsurvey": camsurvey.__version__, "torch": torch.__version__},
-        "files": {role: {"file": name, "sha256": sha256_of(path / name)}
+        "files": {role: {"file": name, "sha256": sha256_of(folder / name)}
                   for role, name in (("features", FEATURES_FILE), ("head", HEAD_FILE))},
     }
-    (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-    onnx_model = load(path, threads=threads)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    onnx_model = load(folder, threads=threads)
     exported = onnx_model(check.cpu().numpy())
     largest = float(np.abs(exported - expected).max())
     if largest > 1e-3 * max(1.0, float(np.abs(expected).max())):
-        (path / MANIFEST_FILE).unlink()
         raise RuntimeError(f"the exported graphs differ from the PyTorch model by up to {largest:.3g} in the "
-                           f"class scores; the export in {path} is not usable")
+                           "class scores; nothing was exported")
     return onnx_model
+
+
+def export(model: CamModel, folder=None, layer: str | None = None, *, input_size: int | None = None,
+           opset: int = DEFAULT_OPSET, overwrite: bool = False, threads: int | None = None) -> OnnxModel:
+    """Write ``model`` split at ``layer`` as ONNX into ``folder``; returns it loaded (:func:`load`).
+
+    ``folder``: a folder of your choosing (created if needed), or ``None`` for a fresh temporary
+    folder (``onnx_model.folder`` says where), removed when the returned model is garbage-collected
+    or Python exits. Never the repository's ``data/`` or ``book/``.
+    ``layer``: the CAM layer, ``None`` for the model's default; it must be a top-level stage.
+    ``input_size``: the image side the graphs are traced for (the padding is fixed by it);
+    ``None`` for the model's training resolution, ``model.resolution``.
+    ``opset``: the ONNX opset version, within what this torch's exporter writes (:func:`supported_opsets`).
+    ``overwrite``: replace the files of an earlier export in ``folder``; refused otherwise.
+    ``threads``: ONNX Runtime's intra-op threads for the returned model (see :func:`load`).
+
+    The export is written into a temporary folder beside ``folder`` and checked there: the ONNX
+    graphs are run on a seeded random batch of two images and compared with the PyTorch model.
+    Only a complete, checked export is moved into ``folder`` (file by file, the manifest last;
+    a link in ``folder`` is replaced, never written through), so a failed export, a bad opset
+    or a mismatch leaves an earlier export in ``folder`` as it was.
+    """
+    if not isinstance(model, CamModel):
+        raise TypeError(f"model must be a camsurvey model (from camsurvey.load_model), got {type(model).__name__}")
+    input_size = model.resolution if input_size is None else input_size
+    check_int(input_size, "input_size", minimum=32, hint="it is the side of the square input in pixels")
+    check_threads(threads)
+    low, high = supported_opsets()
+    check_int(opset, "opset", minimum=low, maximum=high, hint=f"the ONNX opset version, e.g. {DEFAULT_OPSET}")
+    layer = model.default_layer if layer is None else layer
+    model.split(layer)  # raises a ValueError listing the split points, before anything is written
+    example = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(model.device)
+    check_layer(model, layer, example)  # refuses a layer that is not a spatial feature map, listing those that are
+    target = None if folder is None else _check_folder(folder, overwrite)
+    if target is None:
+        staging = Path(tempfile.mkdtemp(prefix="camsurvey-onnx-"))
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        onnx_model = _write_export(model, layer, staging, input_size, opset, threads)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target is None:  # the temporary folder is the export; it goes when the model goes
+        weakref.finalize(onnx_model, shutil.rmtree, str(staging), True)
+        return onnx_model
+    try:
+        files.ensure_folder(target, what="export folder")
+        for name in EXPORT_FILES:
+            os.replace(staging / name, target / name)  # a link at target/name is replaced, not followed
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load(target, threads=threads)

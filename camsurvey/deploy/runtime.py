@@ -35,6 +35,7 @@ from scipy.special import softmax
 
 from ..common import (
     ABLATIONCAM_BATCH_SIZE,
+    CONSTANT_RTOL,
     RECIPROCAM_BATCH_SIZE,
     SCORECAM_BATCH_SIZE,
     batches,
@@ -45,7 +46,6 @@ from ..common import (
 
 FEATURES_FILE, HEAD_FILE, MANIFEST_FILE = "features.onnx", "head.onnx", "camsurvey-onnx.json"
 FORMAT = "camsurvey-onnx/1"
-EPS = 1e-12  # below this spread a map is constant: norm(.) is undefined (as in camsurvey.plumbing)
 GAUSSIAN_3X3 = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32) / 16
 
 
@@ -69,9 +69,11 @@ def _read_manifest(folder: Path) -> dict:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{manifest_path} is not valid JSON ({error}); " + _reexport_hint(folder)) from None
-    needed = {"format", "model", "layer", "categories", "input_size", "feature_shape", "files"}
-    if not isinstance(manifest, dict) or not needed <= set(manifest) or manifest["format"] != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{manifest_path} is not a {FORMAT} manifest; " + _reexport_hint(folder))
+    problems = manifest_problems(manifest)
+    if problems:
+        raise ValueError(f"{manifest_path} is malformed ({'; '.join(problems)}); " + _reexport_hint(folder))
     return manifest
 
 
@@ -88,10 +90,46 @@ def execution_providers(available=None) -> list[str]:
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
+def _is_sizes(value, count: int) -> bool:
+    return (isinstance(value, list) and len(value) == count
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+
+
+def manifest_problems(manifest: dict) -> list[str]:
+    """What is wrong with a manifest's fields (empty when nothing is): each field's type, and that
+    each graph's ``file`` is a plain file name inside the export folder (no ``..``, no absolute path)."""
+    problems = []
+    for key in ("model", "layer"):
+        if not isinstance(manifest.get(key), str) or not manifest.get(key):
+            problems.append(f"{key!r} must be a non-empty string")
+    categories = manifest.get("categories")
+    if not isinstance(categories, list) or not categories or not all(isinstance(c, str) for c in categories):
+        problems.append("'categories' must be a non-empty list of class names")
+    if not _is_sizes(manifest.get("input_size"), 2):
+        problems.append("'input_size' must be [height, width] in pixels")
+    if not _is_sizes(manifest.get("feature_shape"), 3):
+        problems.append("'feature_shape' must be [channels, height, width]")
+    graphs = manifest.get("files")
+    for role in ("features", "head"):
+        entry = graphs.get(role) if isinstance(graphs, dict) else None
+        if not isinstance(entry, dict):
+            problems.append(f"'files' must describe the {role} graph")
+            continue
+        name, digest = entry.get("file"), entry.get("sha256")
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            problems.append(f"the {role} graph's file must be a file name inside the export folder, got {name!r}")
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            problems.append(f"the {role} graph's sha256 must be 64 hexadecimal digits")
+    return problems
+
+
 def _open_session(folder: Path, entry: dict, threads: int | None):
     import onnxruntime
 
     path = folder / entry["file"]
+    if path.is_symlink() and path.resolve().parent != folder.resolve():
+        raise ValueError(f"{path} is a link out of the export folder (to {path.resolve()}); an export's graphs "
+                         "live in its folder. " + _reexport_hint(folder))
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the export; " + _reexport_hint(folder))
     if sha256_of(path) != entry["sha256"]:
@@ -158,6 +196,10 @@ class OnnxModel:
 
     def features(self, images) -> np.ndarray:
         """Activations A of the export's layer for a (B, 3, H, W) batch in [0, 1]."""
+        shape = np.shape(images)
+        if len(shape) != 4 or shape[1] != 3 or shape[0] == 0:
+            raise ValueError(f"this ONNX export takes a (B, 3, {self.input_size[0]}, {self.input_size[1]}) batch of "
+                             f"images with B >= 1, got shape {tuple(shape)}; for one image use image[None]")
         if tuple(np.shape(images)[-2:]) != self.input_size:
             raise ValueError(
                 f"this ONNX export takes {self.input_size[0]} x {self.input_size[1]} images, got "
@@ -168,6 +210,10 @@ class OnnxModel:
 
     def head(self, activations) -> np.ndarray:
         """Class scores (before the softmax) for a (N, K, h, w) batch of activations."""
+        shape = tuple(np.shape(activations))
+        if len(shape) != 4 or shape[1:] != self.feature_shape or shape[0] == 0:
+            raise ValueError(f"this ONNX export's head takes a (N, {', '.join(map(str, self.feature_shape))}) batch of "
+                             f"activations (its layer {self.default_layer!r}) with N >= 1, got shape {shape}")
         return self._run(self.head_session, activations)
 
     def __call__(self, images) -> np.ndarray:
@@ -233,11 +279,29 @@ def spread(maps: np.ndarray) -> np.ndarray:
     return maps.max(axis=(-2, -1)) - maps.min(axis=(-2, -1))
 
 
+def is_constant(maps: np.ndarray, rtol: float = CONSTANT_RTOL) -> np.ndarray:
+    """True where a (..., h, w) map is the same value everywhere, up to float rounding: its spread is at
+    most ``rtol`` times its largest magnitude (the rule of :func:`camsurvey.plumbing.is_constant`)."""
+    return spread(maps) <= rtol * np.abs(maps).max(axis=(-2, -1))
+
+
 def norm(maps: np.ndarray) -> np.ndarray:
-    """``norm(.)``: min-max scale each map into [0, 1]; a constant map becomes zeros, never NaN."""
+    """``norm(.)``: min-max scale each map into [0, 1]; a constant map (:func:`is_constant`) becomes zeros, never NaN."""
     low = maps.min(axis=(-2, -1), keepdims=True)
     span = spread(maps)[..., None, None]
-    return np.where(span > EPS, (maps - low) / np.maximum(span, EPS), 0).astype(np.float32)
+    scaled = (maps - low) / np.where(span > 0, span, 1)
+    return np.where(is_constant(maps)[..., None, None], 0, scaled).astype(np.float32)
+
+
+def finish(maps: np.ndarray, size) -> np.ndarray:
+    """``norm(up(L))``: raw (B, h, w) maps as (B, H, W) maps in [0, 1] (:func:`camsurvey.plumbing.finish`).
+
+    Constancy is decided on the raw map, before upsampling, which is not exactly constant in
+    float32; a constant map becomes zeros.
+    """
+    maps = np.nan_to_num(maps.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    constant = is_constant(maps)
+    return np.where(constant[..., None, None], 0, norm(up(maps, size))).astype(np.float32)
 
 
 def weighted_sum(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
@@ -289,8 +353,8 @@ def scorecam(model: OnnxModel, images, target, *, batch_size=SCORECAM_BATCH_SIZE
     activations, scores, target = first_pass(model, images, target, batch_size)
     maps = []
     for b, image in enumerate(images):
-        upsampled = up(activations[b], image.shape[-2:])
-        masks, valid = norm(upsampled), spread(upsampled) > EPS
+        valid = ~is_constant(activations[b])  # decided before upsampling, as in perturbation.scorecam_masks
+        masks = norm(up(activations[b], image.shape[-2:]))
         masked_scores = np.zeros(len(masks), dtype=np.float32)
         if valid.any():  # F^c(X ⊙ norm(up(A^n))) for each channel n with a mask
             masks = masks[valid][:, None]
@@ -356,4 +420,4 @@ def explain(method: str, model: OnnxModel, images, target=None, layer: str | Non
         )
     images = check_images(images)
     maps = METHODS[method](model, images, target, **params)
-    return norm(np.nan_to_num(up(maps.astype(np.float32), images.shape[-2:]), nan=0.0, posinf=0.0, neginf=0.0))
+    return finish(maps, images.shape[-2:])

@@ -118,6 +118,10 @@ def evaluate_photos(model, plan: dict, *, steps: int = 16, threshold: float = IO
     (``photo_annotations()``); photos and boxes are at the model's training resolution,
     ``model.resolution``. Returns ``({method: maps (B, H, W)}, {method: {metric: Score}})``.
     """
+    unknown = sorted({p for photos in plan.values() for p in photos} - set(photo_annotations()))
+    if unknown:
+        raise ValueError(f"no class and box for the photos {unknown}: evaluate_photos scores the bundled photos "
+                         f"{sorted(photo_annotations())}; for your own images use evaluate_methods with your boxes")
     maps, results = {}, {}
     for method, photos in plan.items():
         target = torch.tensor([photo_annotations()[p]["class_index"] for p in photos])

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .. import files
 from ..common import batches, sha256_of
 from ..datasets import scenes
 from ..models.scenes_cnn import SCENE_MODELS, committed_paths, scenes_cnn
@@ -179,20 +180,27 @@ def train(name: str = "scenes_cnn", *, train_size: int = 20000, validation_size:
     return model, record
 
 
-def save(model, record: dict, weights_path: Path, overwrite: bool = False) -> Path:
-    """Write ``weights_path`` (.pt) and the JSON log beside it, with the weights' sha256."""
+def output_paths(weights_path, overwrite: bool = False, update_data: bool = False) -> tuple[Path, Path]:
+    """``(weights, log)`` checked by the rule of :mod:`camsurvey.files` (not in data/ or book/, no
+    overwrite without --force); ``update_data`` is the one deliberate exception: the committed files."""
     weights_path = Path(weights_path)
-    log_path = weights_path.with_suffix(".json")
-    for path in (weights_path, log_path):
-        if path.exists() and not overwrite:
+    protected = [] if update_data else files.PROTECTED
+    for path in (weights_path, weights_path.with_suffix(".json")):
+        files.check_output(path, protected=protected, what="training output")
+        if (path.exists() or path.is_symlink()) and not overwrite:
             raise FileExistsError(f"{path} exists; pass --force to overwrite it or choose another --output folder")
+    return weights_path, weights_path.with_suffix(".json")
+
+
+def save(model, record: dict, weights_path: Path, overwrite: bool = False, update_data: bool = False) -> Path:
+    """Write ``weights_path`` (.pt) and the JSON log beside it, with the weights' sha256, each atomically."""
+    weights_path, log_path = output_paths(weights_path, overwrite, update_data)
+    protected = [] if update_data else files.PROTECTED
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), weights_path)
-    record = dict(record, sha256=sha256_of(weights_path),
-                  weights_file=weights_path.name)
-    with open(log_path, "w") as handle:
-        json.dump(record, handle, indent=1)
-        handle.write("\n")
+    with files.staged_file(weights_path, force=True, protected=protected, what="weights") as partial:
+        torch.save(model.state_dict(), partial)
+        record = dict(record, sha256=sha256_of(partial), weights_file=weights_path.name)
+    files.write_file(log_path, json.dumps(record, indent=1) + "\n", force=True, protected=protected, what="training log")
     return log_path
 
 
@@ -219,14 +227,15 @@ def main(argv=None) -> int:
         weights_path = committed_paths(args.model)[0]
     else:
         weights_path = Path(args.output) / f"{args.model}.pt"
-        for path in (weights_path, weights_path.with_suffix(".json")):
-            if path.exists() and not args.force:  # fail before training, not after
-                parser.error(f"{path} exists; pass --force to overwrite it or choose another --output folder")
+        try:  # fail before training, not after
+            output_paths(weights_path, overwrite=args.force)
+        except (ValueError, FileExistsError) as error:
+            parser.error(str(error))
     model, record = train(args.model, train_size=args.train_size, validation_size=args.validation_size,
                           test_size=args.test_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           seed=args.seed, threads=args.threads, progress=not args.quiet)
     record["command"] = "camsurvey train " + " ".join(sys.argv[1:] if argv is None else argv)
-    log_path = save(model, record, weights_path, overwrite=args.force or args.update_data)
+    log_path = save(model, record, weights_path, overwrite=args.force or args.update_data, update_data=args.update_data)
     print(f"wrote {weights_path} and {log_path}")
     return 0
 

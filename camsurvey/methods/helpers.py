@@ -359,6 +359,8 @@ def sess(model, images, target=None, layer=None, *, base="gradcam", scales=SESS_
     entry = base_method(base)
     base_params = _check_base_params(entry, base_params)
     _check_sess_params(scales, window, step, pre_filter, threshold, batch_size)
+    if not isinstance(smooth, bool):
+        raise TypeError(f"smooth must be True or False (blur the fused map or not), got {smooth!r}")
     target = top1_target(model, images, target)
     fused = []
     for b in range(len(images)):

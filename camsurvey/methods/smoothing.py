@@ -45,19 +45,32 @@ def check_seed(seed) -> int:
 
 def check_baseline(baseline, images: torch.Tensor) -> torch.Tensor:
     """The baseline x' as a (B, 3, H, W) tensor: a number (a constant image) or a tensor of
-    shape (3, H, W), (1, 3, H, W) or (B, 3, H, W)."""
+    shape (3, H, W), (1, 3, H, W) or (B, 3, H, W) (or one that broadcasts to it), in [0, 1] like
+    the images (0 is black).
+
+    The one check of a baseline image: Integrated Gradients' x' and the metrics' canvases."""
     if isinstance(baseline, bool) or not isinstance(baseline, (int, float, torch.Tensor)):
         raise TypeError(f"baseline must be a number or a tensor shaped like the images, got {type(baseline).__name__}")
     if not isinstance(baseline, torch.Tensor):
-        if not math.isfinite(baseline):
-            raise ValueError(f"baseline must be finite, got {baseline!r}")
+        if not math.isfinite(baseline) or not 0 <= baseline <= 1:
+            raise ValueError(f"baseline must be a pixel value in [0, 1] like the images (0 is black), got {baseline!r}")
         return torch.full_like(images, float(baseline))
+    if baseline.layout != torch.strided or baseline.is_meta or not baseline.is_floating_point():
+        raise TypeError(f"baseline must be a dense floating-point tensor, got {baseline.dtype} ({baseline.layout})")
     shape, expected = tuple(baseline.shape), tuple(images.shape)
-    if shape not in (expected, expected[1:], (1,) + expected[1:]):
+    try:
+        broadcasts = torch.broadcast_shapes(shape, expected) == expected
+    except RuntimeError:
+        broadcasts = False
+    if not broadcasts:
         raise ValueError(f"baseline has shape {shape}; for images of shape {expected} give a number, "
-                         f"or a tensor of shape {expected[1:]}, {(1,) + expected[1:]} or {expected}")
+                         f"or a tensor of shape {expected[1:]}, {(1,) + expected[1:]} or {expected} "
+                         "(or one that broadcasts to it, e.g. one colour (1, 3, 1, 1))")
     if not torch.isfinite(baseline).all():
         raise ValueError("baseline contains NaN or Inf values")
+    if baseline.min() < 0 or baseline.max() > 1:
+        raise ValueError(f"baseline must lie in [0, 1] like the images, got values in "
+                         f"[{float(baseline.min()):.3g}, {float(baseline.max()):.3g}]")
     return baseline.to(images).expand(expected)
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "CamModel",
     "GlobalAvgPool",
     "Normalize",
+    "check_device",
     "default_device",
     "imagenet_categories",
     "load_model",
@@ -58,8 +59,35 @@ for _name in TORCHVISION_MODELS:
 
 
 def register_model(name: str, loader: Callable[..., CamModel]) -> None:
-    """Make ``load_model(name)`` call ``loader(weights=...)``."""
+    """Make ``load_model(name)`` call ``loader(weights=...)``, which must return a :class:`CamModel`
+    (checked when it is called: :func:`load_model` refuses anything else with a clear message)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a model's name must be a non-empty string, got {name!r}")
+    if not callable(loader):
+        raise TypeError(f"loader must be a function loader(weights=...) returning a camsurvey CamModel, "
+                        f"got {type(loader).__name__}")
     MODELS[name] = loader
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a :class:`torch.device` this machine has, or a ValueError that names the fix."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N' (or None for CUDA when present)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asks for CUDA, but torch finds no CUDA GPU here; use device='cpu' "
+                             "(or None: CUDA when present, else the CPU)")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asks for Apple's MPS, which torch cannot use here; use device='cpu'")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not one camsurvey runs on; use 'cpu' or 'cuda'")
+    return resolved
 
 
 def load_model(name: str = "efficientnet_lite0", weights="imagenet", device=None) -> CamModel:
@@ -78,11 +106,15 @@ def load_model(name: str = "efficientnet_lite0", weights="imagenet", device=None
     """
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    device = check_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = MODELS[name](weights=weights)
+    if not isinstance(model, CamModel):
+        raise TypeError(f"the loader registered for {name!r} returned {type(model).__name__}, not a camsurvey "
+                        "CamModel; wrap your network in camsurvey.models.CamModel (stages, default layer, categories)")
     model.eval().requires_grad_(False)
-    return model.to(default_device() if device is None else torch.device(device))
+    return model.to(device)
 
 
 from . import scenes_cnn  # noqa: E402,F401  (registers the scenario-dataset models)

@@ -124,7 +124,7 @@ class CamModel(nn.Sequential):
         names = self.layer_names
         if name not in names:
             raise ValueError(
-                f"cannot split model {self.name!r} at {name!r}: only its top-level stages are "
+                f"cannot split model {self.name!r} at layer {name!r}: only its top-level stages are "
                 f"split points; choose one of {names}"
             )
         index = names.index(name) + 1  # +1: the normalisation stage comes first

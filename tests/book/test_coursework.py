@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import torch
 
+import camsurvey as cs
 from camsurvey.book import grading, student
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,17 +73,43 @@ def test_averaging_over_the_wrong_axis_fails_with_the_axis_hint():
 
 def test_an_off_by_one_in_the_insertion_auc_fails_with_the_off_by_one_hint():
     def skips_the_blurred_start(model, images, saliency, target, steps):
-        curve = grading.insertion_curve(model, images, saliency, target, steps)[:, 1:]
-        return grading.trapezoid_area(curve)
+        curve = cs.metrics.insertion_curve(model, images, saliency, target, steps=steps)[:, 1:]
+        return cs.metrics.curve_area(curve)
 
     report = grading.check("insertion_auc", skips_the_blurred_start, cases=2, verbose=False)
     assert not report.passed and "off-by-one" in str(report) and "steps + 1 points" in str(report)
 
 
-def test_insertion_curve_area_is_the_metrics_reference():
+def test_the_insertion_reference_is_the_metrics_modules_own_curve():
     case = grading.EXERCISES["insertion_auc"].make_case(torch.Generator().manual_seed(5), 0)
-    ours = grading.trapezoid_area(grading.insertion_curve(*case.values()))
-    assert torch.allclose(ours, grading._reference_insertion(*case.values()), atol=1e-10)
+    curve = cs.metrics.insertion_curve(*list(case.values())[:4], steps=case["steps"])
+    assert torch.equal(cs.metrics.curve_area(curve), grading.EXERCISES["insertion_auc"].reference(*case.values()))
+
+
+@pytest.mark.parametrize("mistake", grading.EXERCISES["insertion_auc"].mistakes, ids=lambda m: m.name)
+def test_each_insertion_mistake_is_recognised_by_its_own_hint(mistake):
+    report = grading.check("insertion_auc", mistake.compute, cases=2, verbose=False)
+    assert not report.passed and mistake.hint in str(report)
+
+
+def test_a_function_that_calls_the_reference_passes_but_is_flagged():
+    from camsurvey.methods import gradient
+
+    report = grading.check("gradcam_map", lambda w, a: gradient.gradcam_map(w, a), verbose=False)
+    assert report.passed and "camsurvey.methods.gradient.gradcam_map" in report.reference_calls
+    assert "instructor" in str(report)
+    assert not grading.check("gradcam_map", lambda w, a: torch.relu((w[:, :, None, None] * a).sum(1)),
+                             verbose=False).reference_calls
+
+
+def test_check_reports_odd_returns_and_exits_instead_of_raising():
+    ragged = grading.check("gradcam_weights", lambda g: (1, [2, 3]), verbose=False)
+    assert not ragged.passed and "not a rectangular array" in str(ragged)
+    exits = grading.check("gradcam_weights", lambda g: __import__("sys").exit(1), verbose=False)
+    assert not exits.passed and "sys.exit" in str(exits)
+    for seed in (2.5, -1, True, "0"):
+        with pytest.raises(ValueError, match="seed"):
+            grading.check("gradcam_weights", lambda g: g, seed=seed)
 
 
 def test_a_stub_is_told_to_write_code_and_errors_are_reported_not_raised():
@@ -150,3 +177,32 @@ def test_variants_differ_by_seed_and_hold_no_solution(tmp_path):
         assert injected and "seed" in injected[0].source
         assert not any("solution" in c.metadata.get("tags", []) for c in notebook.cells)
     assert grading.variant_parameters(ROOT / "book" / "assignment_cam.ipynb", 2) == manifest["2"]
+
+
+def test_the_public_book_folds_every_solution_away():
+    """Solutions in plain view: in the public book every solution cell is folded (hide-input, closed until
+    clicked) and every {solution} block is a closed dropdown; the student edition has none of them."""
+    import re
+
+    pages = ASSIGNMENTS + [ROOT / "book" / "exercises.md"]
+    for path in pages:
+        if path.suffix == ".ipynb":
+            notebook = nbformat.read(path, as_version=4)
+            for cell in notebook.cells:
+                tags = cell.metadata.get("tags", [])
+                if "solution" in tags:
+                    assert "hide-input" in tags, (path.name, cell.source[:40])
+            texts = [c.source for c in notebook.cells if c.cell_type == "markdown"]
+        else:
+            texts = [path.read_text()]
+        for text in texts:
+            for block in re.findall(r"\{solution\}[^\n]*\n((?::[^\n]*\n)*)", text):
+                assert ":class: dropdown" in block, (path.name, block)
+
+
+def test_the_student_edition_shows_the_stubs_unfolded(tmp_path):
+    out = student.make_student_source(ROOT, tmp_path / "student-src")
+    for path in ASSIGNMENTS:
+        for cell in nbformat.read(out / "book" / path.name, as_version=4).cells:
+            if "student" in cell.metadata.get("tags", []):
+                assert "hide-input" not in cell.metadata["tags"] and "# YOUR CODE HERE" in cell.source
