@@ -151,6 +151,8 @@ def make_student_source(source=".", output="_build/student-src") -> Path:
             (output / "book" / path.name).write_text(strip_solution_blocks(path.read_text()))
         elif path.is_file():
             shutil.copy2(path, output / "book" / path.name)
+        elif path.name == "_static":  # the book's stylesheet (html_static_path in _config.yml)
+            shutil.copytree(path, output / "book" / path.name)
     for name in ("references.bib",):
         shutil.copy2(source / name, output / name)
     config = yaml.safe_load((source / "_config.yml").read_text())
