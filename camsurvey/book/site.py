@@ -1,7 +1,7 @@
-"""The HTML book: a Sphinx extension for the survey's equation numbers and offline MathJax, and
-the configuration that builds the book from its stored outputs.
+"""The HTML book: a Sphinx extension (the survey's equation numbers, solutions folded away, offline
+MathJax), and the configuration that builds the book from its stored outputs.
 
-The extension (``camsurvey.book.site`` in ``_config.yml``'s ``sphinx.extra_extensions``) does three
+The extension (``camsurvey.book.site`` in ``_config.yml``'s ``sphinx.extra_extensions``) does four
 things while Jupyter Book builds:
 
 * **One numbering, the survey's.** A chapter writes an equation with the survey's number as a
@@ -11,6 +11,9 @@ things while Jupyter Book builds:
   the page shows the survey's number once and ``{eq}`eq-gradcam-weights``` reads "(3)". A
   labelled equation without a tag, or two equations with one number on a page, is a build
   warning (an error under ``-W``).
+* **Solutions folded away.** A code cell tagged ``solution`` shows its code only when the reader
+  opens it ("Show the solution"), and every ``{solution}`` block is a closed dropdown;
+  the student edition (``camsurvey.book.student``) has no solutions at all.
 * **Each script once.** sphinx-thebe's configuration script is added twice under Jupyter Book;
   the page keeps one (the second was a console error on every page).
 * **MathJax from the site.** ``mathjax_path`` names a file relative to ``_static``; the extension
@@ -130,6 +133,26 @@ def number_equations(app: Any, doctree: Any) -> None:
         domain.equations[label] = (docname, number)
 
 
+SOLUTION_TAG = "solution"  # the tag of a solution's code cell (camsurvey.book.student strips them)
+SHOW_SOLUTION, HIDE_SOLUTION = "Show the solution", "Hide the solution"
+
+
+def fold_solutions(app: Any, doctree: Any) -> None:
+    """Fold every solution away until the reader asks for it (``doctree-read``).
+
+    A code cell tagged ``solution`` gets myst-nb's folded input (as ``hide-input`` would), and a
+    ``{solution}`` block becomes a dropdown, so the public book shows neither in plain view."""
+    from docutils import nodes
+
+    for node in doctree.findall(nodes.Element):
+        classes = node.get("classes", [])
+        if node.get("nb_element") == "cell_code" and f"tag_{SOLUTION_TAG}" in classes and not node.get("hide_mode"):
+            node["hide_mode"] = "input"
+            node["prompt_show"], node["prompt_hide"] = SHOW_SOLUTION, HIDE_SOLUTION
+        elif isinstance(node, nodes.Admonition) and SOLUTION_TAG in classes and "dropdown" not in classes:
+            classes.append("dropdown")
+
+
 def check_mathjax(app: Any, config: Any) -> None:
     """Number equations the way :func:`number_equations` does, and find MathJax (``config-inited``)."""
     config.math_numfig = False  # numbers are the survey's, not "chapter.position"
@@ -174,6 +197,7 @@ def drop_repeated_scripts(app: Any, pagename: str, templatename: str, context: d
 def setup(app: Any) -> dict:
     app.connect("config-inited", check_mathjax)
     app.connect("doctree-read", number_equations)
+    app.connect("doctree-read", fold_solutions)
     app.connect("html-page-context", drop_repeated_scripts, priority=900)
     app.connect("build-finished", copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -111,9 +111,19 @@ def tiny_book(tmp_path_factory):
     source = tmp_path_factory.mktemp("tiny-book")
     (source / "_config.yml").write_text(yaml.safe_dump({
         "title": "tiny", "execute": {"execute_notebooks": "off"},
-        "sphinx": {"extra_extensions": ["camsurvey.book.site"], "config": {"mathjax_path": "mathjax/tex-chtml.js"}},
+        "sphinx": {"extra_extensions": ["sphinx_exercise", "camsurvey.book.site"],
+                   "config": {"mathjax_path": "mathjax/tex-chtml.js"}},
     }))
-    (source / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: other\n")
+    (source / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: other\n  - file: exercise\n")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Exercise\n\n```{exercise}\n:label: ex-sum\nAdd.\n```"),
+        nbformat.v4.new_code_cell("answer = 1 + 1  # the solution", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell("shown = 2"),
+        nbformat.v4.new_markdown_cell("```{solution} ex-sum\nTwo.\n```"),
+    ]
+    nbformat.write(notebook, source / "exercise.ipynb")
     (source / "index.md").write_text("# Index\n\n$$\na_n = 1 \\tag{3}\n$$ (eq-weights)\n\n"
                                      "$$\nb = 2 \\tag{2}\n$$ (eq-map)\n\nBy {eq}`eq-weights` and {eq}`eq-map`.\n\n"
                                      "$$\nc = 1 \\tag{5}\n$$\n\n$$\nd = 1\n$$ (eq-unnumbered)\n")
@@ -148,6 +158,14 @@ def test_mathjax_is_served_from_the_site(tiny_book):
     assert re.search(r'<script defer="defer" src="_static/mathjax/tex-chtml.js', html)
     assert "cdn.jsdelivr" not in html
     assert (tiny_book[0] / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+
+
+def test_solutions_are_folded_away_in_the_public_book(tiny_book):
+    html = (tiny_book[0] / "exercise.html").read_text()
+    folded = html[html.index("<details"):html.index("</details>")]
+    assert "the solution" in folded and site.SHOW_SOLUTION in folded  # the solution's code, behind a prompt
+    assert "shown" not in folded  # other code stays in view
+    assert re.search(r'<div class="solution[^"]*dropdown', html)
 
 
 def test_each_script_is_included_once(tiny_book):
