@@ -141,9 +141,12 @@ def fold_solutions(app: Any, doctree: Any) -> None:
     """Fold every solution away until the reader asks for it (``doctree-read``).
 
     A code cell tagged ``solution`` gets myst-nb's folded input (as ``hide-input`` would), and a
-    ``{solution}`` block becomes a dropdown, so the public book shows neither in plain view."""
+    ``{solution}`` block becomes a dropdown, so the public book shows neither in plain view.
+    ``camsurvey_fold_solutions = False`` (Sphinx configuration) leaves them as they are written."""
     from docutils import nodes
 
+    if not app.config.camsurvey_fold_solutions:
+        return
     for node in doctree.findall(nodes.Element):
         classes = node.get("classes", [])
         if node.get("nb_element") == "cell_code" and f"tag_{SOLUTION_TAG}" in classes and not node.get("hide_mode"):
@@ -195,6 +198,7 @@ def drop_repeated_scripts(app: Any, pagename: str, templatename: str, context: d
 
 
 def setup(app: Any) -> dict:
+    app.add_config_value("camsurvey_fold_solutions", True, "env")
     app.connect("config-inited", check_mathjax)
     app.connect("doctree-read", number_equations)
     app.connect("doctree-read", fold_solutions)

@@ -91,7 +91,11 @@ COLLECT = textwrap.dedent(r"""
     const text = (el.innerText || el.getAttribute('src') || '').trim().replace(/\s+/g, ' ').slice(0, 60);
     return text ? `${name} "${text}"` : name;
   };
-  const visible = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  // drawn with a size (a closed <details> still lays out its content, but does not draw it)
+  const visible = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && (!el.checkVisibility || el.checkVisibility({visibilityProperty: true}));
+  };
   // screen-reader copies and deliberately clipped elements are not what a reader sees
   const hidden = (el) => el.closest('mjx-assistive-mml, .visually-hidden, .sr-only, .margin, .sidebar, .full-width, script, style, template');
 
@@ -496,17 +500,6 @@ $$
 
 and TeX that cannot be typeset: $$ x^{ $$
 """,
-    "exercises.md": """# Exercises
-
-```{exercise}
-:label: ex-broken
-Write the map.
-```
-
-```{solution} ex-broken
-The map is the weighted sum.
-```
-""",
     "bibliography.md": """# Bibliography
 
 ```{bibliography}
@@ -534,12 +527,20 @@ def write_broken_book(folder: Path) -> Path:
             "execute_result", {"text/html": WIDE_TABLE, "text/plain": "a table"}, execution_count=1)]),
     ]
     nbformat.write(notebook, folder / "table.ipynb")
+    exercises = nbformat.v4.new_notebook(metadata=notebook.metadata)
+    exercises.cells = [  # the solutions as they are written, not folded away (camsurvey_fold_solutions)
+        nbformat.v4.new_markdown_cell("# Exercises\n\n```{exercise}\n:label: ex-broken\nWrite the map.\n```"),
+        nbformat.v4.new_code_cell("weights = activations.mean(dim=(-2, -1))  # the answer", execution_count=1,
+                                  metadata={"tags": ["solution"]}),
+        nbformat.v4.new_markdown_cell("```{solution} ex-broken\nThe map is the weighted sum.\n```"),
+    ]
+    nbformat.write(exercises, folder / "exercises.ipynb")
     (folder / "references.bib").write_text(
         "@article{good2020,\n  title={A paper that exists},\n  author={Doe, Jane},\n  journal={J},\n  year={2020}\n}\n")
     (folder / "_toc.yml").write_text(yaml.safe_dump({
         "format": "jb-book", "root": "index",
         "chapters": [{"file": n.rsplit(".", 1)[0]} for n in
-                     ["citation.md", "image.md", "remote.md", "equations.md", "table.ipynb", "exercises.md",
+                     ["citation.md", "image.md", "remote.md", "equations.md", "table.ipynb", "exercises.ipynb",
                       "bibliography.md"]]}, sort_keys=False))
     (folder / "_config.yml").write_text(yaml.safe_dump({
         "title": "A broken book",
@@ -547,6 +548,7 @@ def write_broken_book(folder: Path) -> Path:
         "bibtex_bibfiles": ["references.bib"],
         "parse": {"myst_enable_extensions": ["amsmath", "dollarmath", "colon_fence"]},
         "sphinx": {"extra_extensions": ["sphinx_exercise", "camsurvey.book.site"],
-                   "config": {"mathjax_path": "mathjax/tex-chtml.js", "html_context": {"default_mode": "light"}}},
+                   "config": {"mathjax_path": "mathjax/tex-chtml.js", "html_context": {"default_mode": "light"},
+                              "camsurvey_fold_solutions": False}},
     }, sort_keys=False))
     return folder

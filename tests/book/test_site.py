@@ -171,3 +171,29 @@ def test_solutions_are_folded_away_in_the_public_book(tiny_book):
 def test_each_script_is_included_once(tiny_book):
     html = (tiny_book[0] / "index.html").read_text()
     assert html.count("const THEBE_JS_URL") <= 1
+
+
+def test_a_failing_chapter_fails_make_book_but_every_other_page_is_written(tmp_path):
+    """`make book`'s settings: the failure is reported (non-zero exit, traceback on its page), the rest built."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump({
+        "title": "one chapter fails", "execute": config["execute"],
+        "sphinx": {"config": {key: config["sphinx"]["config"][key]
+                              for key in ("nb_execution_raise_on_error", "nb_execution_show_tb")}},
+    }))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: failing\n  - file: after\n")
+    (tmp_path / "index.md").write_text("# Index\n")
+    (tmp_path / "after.md").write_text("# A chapter after the failing one\n")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Failing"),
+                      nbformat.v4.new_code_cell("raise ValueError('this chapter fails')")]
+    nbformat.write(notebook, tmp_path / "failing.ipynb")
+    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(tmp_path),
+                            "-W", "-n", "--keep-going"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    html = tmp_path / "_build" / "html"
+    assert build.returncode != 0  # reported: make book fails
+    assert "Executing notebook failed" in build.stdout + build.stderr
+    assert (html / "after.html").is_file() and (html / "index.html").is_file()  # the rest of the book is there
+    assert "this chapter fails" in (html / "failing.html").read_text()  # and the page says what went wrong
