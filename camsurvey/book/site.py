@@ -171,8 +171,17 @@ def copy_mathjax(app: Any, exception: Exception | None) -> None:
     """Copy MathJax into ``_static`` where ``mathjax_path`` points (``build-finished``)."""
     if exception is not None or app.builder.format != "html" or not _served_from_site(app.config.mathjax_path):
         return
+    source = mathjax_folder()
     target = Path(app.outdir) / "_static" / Path(app.config.mathjax_path).parent
-    shutil.copytree(mathjax_folder(), target, dirs_exist_ok=True)
+    component = Path(app.config.mathjax_path).name
+
+    def other_components(folder: str, names: list[str]) -> list[str]:
+        """The combined components beside the one the pages load (they never load them): 15 MB."""
+        if Path(folder) != source:
+            return []
+        return [name for name in names if name.endswith(".js") and name != component]
+
+    shutil.copytree(source, target, ignore=other_components, dirs_exist_ok=True)
     if not (Path(app.outdir) / "_static" / app.config.mathjax_path).is_file():
         from sphinx.errors import ExtensionError
 
