@@ -453,12 +453,6 @@ def student_solution_problems(page: Page, solution_texts: list[str]) -> list[str
     return problems
 
 
-def survey_count(survey_text: str) -> int:
-    """How many equations the survey numbers (its highest number)."""
-    return max((int(n) for n in survey_equations(survey_text)), default=0)
-
-
-
 # --- a book broken on purpose, to prove that each check can fail -------------------------------------
 
 WIDE_TABLE = "<table><tr>" + "".join(f"<th>column {i}</th>" for i in range(24)) + "</tr><tr>" + \

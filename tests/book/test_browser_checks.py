@@ -114,3 +114,8 @@ def test_the_broken_book_breaks_one_thing_per_page(tmp_path):
     names = checks.toc_pages(source / "_toc.yml")
     assert names[0] == "index" and {"citation", "image", "remote", "equations", "table", "exercises"} <= set(names)
     assert (source / "table.ipynb").is_file() and "nosuchkey2020" in (source / "citation.md").read_text()
+
+
+def test_exercise_problems_report_directives_left_as_text():
+    assert checks.exercise_problems(page(raw_directives=[":::{exercise} as-cam-map"]))
+    assert checks.exercise_problems(page()) == []
