@@ -29,10 +29,10 @@ def test_config_builds_offline_and_strictly():
     assert config["execute"]["execute_notebooks"] in ("force", "cache")
     assert config["execute"]["allow_errors"] is False
     assert config["execute"]["timeout"] > 0
-    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    # a failing chapter is a warning (an error under -W) reported after every other page is written
+    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is False
     assert "sphinx_exercise" in config["sphinx"]["extra_extensions"]
     assert "intersphinx" not in json.dumps(config)
-    assert {"binderhub_url", "colab_url", "thebe"} <= set(config["launch_buttons"])
     assert "-W -n --keep-going" in (ROOT / "Makefile").read_text()
 
 
