@@ -36,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from ... import __version__
+import camsurvey
+
 from ...common import check_int
 from ...datasets.annotated import AnnotatedDataset, AnnotatedImage, Skipped, UnreadableImage, read_dataset, transformed
 from ...files import check_output, write_file
@@ -96,7 +97,7 @@ def model_sha256(model) -> str:
 
 def resolve_model(name: str, weights) -> tuple[str, str | None]:
     """``(model name, weights)`` for ``--model NAME|PATH``: a name of ``MODELS``, or a state-dict file
-    whose architecture is the first registered model it loads into."""
+    whose tensors fit a registered architecture exactly (same names and shapes; the first that fits)."""
     from ...models import MODELS
 
     if name in MODELS:
@@ -104,12 +105,16 @@ def resolve_model(name: str, weights) -> tuple[str, str | None]:
     path = Path(name)
     if not path.is_file():
         raise ValueError(f"unknown model {name!r}: give a name from {sorted(MODELS)} or the path of a weights file")
+    try:
+        state = torch.load(path, map_location="meta", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"could not read the weights file {path}: {error}") from None
+    shapes = {key: tuple(value.shape) for key, value in state.items()} if isinstance(state, dict) else {}
     for candidate in MODELS:
-        try:
-            load_model(candidate, weights=str(path), device="cpu")
-        except (ValueError, FileNotFoundError, RuntimeError, KeyError):
-            continue
-        return candidate, str(path)
+        with torch.device("meta"):  # the architecture alone: no memory, no initialisation
+            architecture = MODELS[candidate](weights=None)
+        if {key: tuple(value.shape) for key, value in architecture.state_dict().items()} == shapes:
+            return candidate, str(path)
     raise ValueError(f"the weights file {path} fits none of the models {sorted(MODELS)}; give --model NAME and "
                      "--weights PATH for an architecture camsurvey knows")
 
@@ -301,7 +306,7 @@ def prepare(settings: Settings, folder, *, new: bool = False, log: Callable[[str
     listing = hashlib.sha256("\n".join(f"{i.image_id}\t{i.path}\t{i.class_index}\t{i.boxes}"
                                        for i in dataset.images).encode()).hexdigest()
     record["images_sha256"] = listing
-    manifest = {"settings": record, "settings_sha256": settings_digest(record), "camsurvey": __version__,
+    manifest = {"settings": record, "settings_sha256": settings_digest(record), "camsurvey": camsurvey.__version__,
                 "torch": torch.__version__, "images": len(dataset), "shard_files": len(shard_slices(len(dataset),
                                                                                                    settings.shard_size)),
                 "skipped_while_reading": [asdict(s) for s in dataset.skipped]}
