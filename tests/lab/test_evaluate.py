@@ -121,9 +121,11 @@ def test_resuming_a_finished_run_computes_nothing(sample, tmp_path):
 
 
 def test_a_results_folder_is_never_overwritten_by_a_run_with_other_settings(sample, tmp_path):
-    run_evaluation(settings_for(sample), tmp_path / "out", progress=False, log=quiet)
+    run_evaluation(settings_for(sample), tmp_path / "out", threads=2, progress=False, log=quiet)
     with pytest.raises(FileExistsError, match=r"protocol\.steps: 4 -> 5.*--new"):
-        run_evaluation(settings_for(sample, steps=5), tmp_path / "out", progress=False, log=quiet)
+        run_evaluation(settings_for(sample, steps=5), tmp_path / "out", threads=2, progress=False, log=quiet)
+    with pytest.raises(FileExistsError, match="threads: 2 -> 1"):  # the rounding of torch's kernels changes
+        run_evaluation(settings_for(sample), tmp_path / "out", threads=1, progress=False, log=quiet)
     plan = run_evaluation(settings_for(sample, steps=5), tmp_path / "out", new=True, progress=False, log=quiet)
     assert plan.folder == tmp_path / "out-1" and load_manifest(tmp_path / "out")["settings"]["protocol"]["steps"] == 4
     (tmp_path / "mine").mkdir()
@@ -329,3 +331,12 @@ def test_the_manifest_is_json_with_the_settings_of_the_run(sample, tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["settings"]["format"] == "voc" and manifest["shard_files"] == 2
     assert Path(shard_path(tmp_path / "out", 0)).is_file()
+
+
+def test_adcc_of_the_averaged_parts_is_never_below_the_mean_of_per_image_adcc():
+    # the harmonic mean is concave in its parts (Jensen), which the chapter's prose relies on
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        parts = [rng.uniform(0, 1, 7) for _ in range(3)]
+        per_image = cs.metrics.adcc(torch.from_numpy(parts[0]), torch.from_numpy(parts[1]), torch.from_numpy(parts[2]))
+        assert adcc_of_means(*parts) >= float(per_image.mean()) - 1e-12

@@ -60,15 +60,17 @@ def method_passes(chosen: Protocol, channels: int, positions: int, live: int) ->
 
 
 def estimate(model, chosen: Protocol, images: torch.Tensor, count: int, *, time_passes: bool = True,
-             repeats: int = 3) -> dict:
+             repeats: int = 3, live_channels: int | None = None) -> dict:
     """The dry run: passes per image and method for ``count`` images, and the hours they take here.
 
     ``images``: a few images of the dataset, prepared as the protocol does (K_live is measured
-    on them). With ``time_passes``, the pass times are measured now (the benchmark's
+    on them, unless ``live_channels`` is given: e.g. all K, the most Score-CAM can cost). With
+    ``time_passes``, the pass times are measured now (the benchmark's
     :func:`~camsurvey.lab.bench.pass_timings`) and every image's passes priced with
     :func:`~camsurvey.lab.bench.irreducible_seconds` (one image a call, as the run computes).
     """
     channels, positions, live = layer_shape(model, images, chosen.layer)
+    live = live if live_channels is None else live_channels
     plan = method_passes(chosen, channels, positions, live)
     result = {"images": count, "layer": chosen.layer or model.default_layer, "channels": channels,
               "positions": positions, "live_channels": live, "device": str(model.device), "methods": plan}

@@ -20,7 +20,8 @@ worker loads the model once (:func:`worker_model`), uses CUDA when it has it, an
 shards; the shard's rows come back to this process, which writes the file, so the workers need
 to read the images but not the results folder. Every image and method is seeded from the run's
 seed and the image's id (:func:`image_seed`), never from the worker, so the rows are the same
-wherever they are computed.
+wherever they are computed, given the same torch thread count per process (``threads``, part of
+the settings: torch's CPU kernels round differently with another count).
 """
 
 from __future__ import annotations
@@ -47,13 +48,11 @@ from .protocol import Protocol, protocol
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 DEFAULT_SHARD_SIZE = 64
-# manifest keys that describe how a run was computed, not what: a resumed run may change them
-HOW_KEYS = ("cluster", "threads")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What a run computes: the same settings give the same rows (``threads`` aside, see :data:`HOW_KEYS`).
+    """What a run computes: the same settings, computed with the same torch thread count, give the same rows.
 
     ``model``: a name of :data:`camsurvey.MODELS`; ``weights``: ``"imagenet"``, ``None`` (seeded
     random) or a state-dict path; ``synsets``: a synset mapping file (see
@@ -77,6 +76,17 @@ class Settings:
         if self.weights not in (None, "imagenet"):
             record["weights"] = str(Path(self.weights).resolve())
         return record
+
+
+def require(module: str):
+    """Import an optional dependency of ``camsurvey evaluate``, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"camsurvey evaluate needs {module.split('.')[0]} for this: install the extra with "
+                         "`pip install 'camsurvey[scale]'` (make install does)") from None
 
 
 def image_seed(seed: int, image_id: str, method: str) -> int:
@@ -197,7 +207,7 @@ def run_shard(settings: Settings, index: int, images: list[AnnotatedImage], thre
 
 def shard_table(result: ShardResult, settings_hash: str, columns: list[str], has_boxes: bool):
     """The shard as a pyarrow Table: metric columns float64 (null where not computed), skip rows last."""
-    import pyarrow as pa
+    pa = require("pyarrow")
 
     text = {"image_id", "label", "method", "skipped"}
     integer = {"class_index", "target", "predicted", "shard"}
@@ -218,7 +228,7 @@ def row_columns(chosen: Protocol, has_boxes: bool) -> list[str]:
 
 def write_shard(folder: Path, table) -> Path:
     """Write one shard file atomically (a temporary file renamed when complete)."""
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet")
 
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
@@ -229,9 +239,8 @@ def write_shard(folder: Path, table) -> Path:
 
 
 def read_rows(folder):
-    """Every shard file of a results folder as one pyarrow Table (sorted by shard, image, method)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Every shard file of a results folder as one pyarrow Table (in shard order)."""
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
 
     paths = sorted((Path(folder) / SHARDS).glob("*.parquet"))
     if not paths:
@@ -290,8 +299,14 @@ class Plan:
         return row_columns(self.settings.protocol, self.dataset.has_boxes)
 
 
-def prepare(settings: Settings, folder, *, new: bool = False, log: Callable[[str], None] = print) -> Plan:
-    """Read the dataset, write (or check) the manifest, and list the shards still to compute."""
+def prepare(settings: Settings, folder, *, threads: int, new: bool = False,
+            log: Callable[[str], None] = print) -> Plan:
+    """Read the dataset, write (or check) the manifest, and list the shards still to compute.
+
+    ``threads``: the torch threads each image is computed with. It is part of the settings: torch's
+    CPU kernels round differently with another thread count (the metrics moved by up to 1e-3 on
+    the scenes between 1 and 2 threads), so a run is resumed only with the same count.
+    """
     check_int(settings.shard_size, "shard_size", hint="images per shard file")
     if settings.limit is not None:
         check_int(settings.limit, "limit", hint="how many images of the dataset to evaluate")
@@ -299,7 +314,9 @@ def prepare(settings: Settings, folder, *, new: bool = False, log: Callable[[str
     if new:
         folder = free_folder(folder)
     model = worker_model(settings.model, settings.weights)
-    record = {**settings.as_dict(), "model_sha256": model_sha256(model), "model_classes": model.num_classes}
+    check_int(threads, "threads", hint="torch threads per process")
+    record = {**settings.as_dict(), "threads": threads, "model_sha256": model_sha256(model),
+              "model_classes": model.num_classes}
     dataset = read_settings_dataset(settings, model.categories)
     for skip in dataset.skipped:
         log(skip.line())
@@ -347,13 +364,12 @@ def run_in_process(plan: Plan, threads: int | None, progress) -> Iterable[ShardR
 
 def run_on_dask(plan: Plan, client, threads: int | None, progress) -> Iterable[ShardResult]:
     """Submit every pending shard to the cluster; yield each as it completes (in any order)."""
-    from dask.distributed import as_completed
+    as_completed = require("dask.distributed").as_completed
 
     futures = {}
     for index in plan.pending:
         images = [plan.dataset.images[i] for i in plan.shards[index]]
-        futures[client.submit(run_shard, plan.settings, index, images, threads, pure=False,
-                              key=f"camsurvey-shard-{plan.manifest['settings_sha256'][:12]}-{index}")] = len(images)
+        futures[client.submit(run_shard, plan.settings, index, images, threads, pure=False)] = len(images)
     for future in as_completed(futures):
         result = future.result()
         progress.update(futures[future])
@@ -361,30 +377,33 @@ def run_on_dask(plan: Plan, client, threads: int | None, progress) -> Iterable[S
 
 
 def open_client(cluster: str | None, scheduler: str | None, threads: int | None):
-    """A Dask client: a LocalCluster of N single-threaded worker processes, or the given scheduler."""
-    from dask.distributed import Client, LocalCluster
-
+    """A Dask client: a LocalCluster of N worker processes (one task at a time each), or the given scheduler."""
+    distributed = require("dask.distributed")
     if scheduler is not None:
-        return Client(scheduler), None
-    workers = parse_cluster(cluster)
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(local), local
+        return distributed.Client(scheduler), None
+    local = distributed.LocalCluster(n_workers=parse_cluster(cluster), threads_per_worker=1, processes=True,
+                                     dashboard_address=None)
+    return distributed.Client(local), local
 
 
 def run_evaluation(settings: Settings, folder, *, cluster: str | None = None, scheduler: str | None = None,
-                   threads: int | None = None, new: bool = False, progress: bool = True,
+                   client=None, threads: int | None = None, new: bool = False, progress: bool = True,
                    log: Callable[[str], None] = print) -> Plan:
     """Evaluate ``settings`` into ``folder`` (see the module docstring); returns the plan it ran.
 
-    ``threads``: torch threads in this process or in each worker (default: torch's choice here,
-    one per Dask worker).
+    ``cluster="local:N"`` starts a LocalCluster, ``scheduler`` connects to one, ``client`` uses
+    a ``dask.distributed.Client`` the caller holds (and keeps open). ``threads``: torch threads
+    in this process or in each worker (default: torch's choice here, one per worker); the rows
+    are identical wherever they are computed with the same count (see :func:`prepare`).
     """
     from tqdm.auto import tqdm
 
-    if cluster is not None and scheduler is not None:
+    if sum(x is not None for x in (cluster, scheduler, client)) > 1:
         raise ValueError("give --cluster local:N or --scheduler ADDRESS, not both")
     parse_cluster(cluster)
-    plan = prepare(settings, folder, new=new, log=log)
+    if threads is None:  # torch's choice in this process; one thread a worker on a LocalCluster
+        threads = torch.get_num_threads() if cluster is None and scheduler is None and client is None else 1
+    plan = prepare(settings, folder, threads=threads, new=new, log=log)
     done = len(plan.shards) - len(plan.pending)
     log(f"{len(plan.dataset)} images in {len(plan.shards)} shards: {done} done, {len(plan.pending)} to compute "
         f"({plan.folder})")
@@ -392,7 +411,10 @@ def run_evaluation(settings: Settings, folder, *, cluster: str | None = None, sc
     bar = tqdm(total=pending_images, unit="img", desc="evaluate", disable=not progress, smoothing=0.1)
     digest = plan.manifest["settings_sha256"]
     try:
-        if cluster is None and scheduler is None:
+        if client is not None:
+            for result in run_on_dask(plan, client, threads, bar):
+                finish_shard(plan, result, digest, log)
+        elif cluster is None and scheduler is None:
             before = torch.get_num_threads()
             try:
                 for result in run_in_process(plan, threads, bar):
@@ -402,7 +424,7 @@ def run_evaluation(settings: Settings, folder, *, cluster: str | None = None, sc
         else:
             client, local = open_client(cluster, scheduler, threads)
             try:
-                for result in run_on_dask(plan, client, 1 if threads is None and local is not None else threads, bar):
+                for result in run_on_dask(plan, client, threads, bar):
                     finish_shard(plan, result, digest, log)
             finally:
                 client.close()
