@@ -340,3 +340,20 @@ def test_adcc_of_the_averaged_parts_is_never_below_the_mean_of_per_image_adcc():
         parts = [rng.uniform(0, 1, 7) for _ in range(3)]
         per_image = cs.metrics.adcc(torch.from_numpy(parts[0]), torch.from_numpy(parts[1]), torch.from_numpy(parts[2]))
         assert adcc_of_means(*parts) >= float(per_image.mean()) - 1e-12
+
+
+def test_a_bad_override_on_the_command_line_is_one_line_naming_the_fix(sample, capsys):
+    code = camsurvey_main(["evaluate", "--data", str(sample["scenes"] / "voc"), "--format", "voc", "--model",
+                           "scenes_cnn", "--set", "crop=big", "--dry-run"])
+    assert code == 2 and "--set crop=big" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("preset", ["camsurvey", "recipro-cam-paper"])
+def test_an_image_scores_the_same_on_cuda_as_on_the_cpu(preset):
+    image = cs.datasets.scenes.generate("large", 1, seed=3, size=64).images
+    chosen = protocol(preset, resize=(64, 64), crop=None, methods=("gradcam",), steps=4)
+    cpu = score_image(cs.load_model("scenes_cnn", device="cpu"), image, None, torch.tensor([0]), "gradcam", chosen)
+    cuda = score_image(cs.load_model("scenes_cnn", device="cuda"), image.cuda(), None, torch.tensor([0]), "gradcam",
+                       chosen)
+    assert cuda == pytest.approx(cpu, abs=1e-3)

@@ -11,9 +11,9 @@
 
 from .cost import estimate, format_estimate, method_passes, metric_forwards
 from .protocol import PRESETS, Protocol, protocol
-from .results import adcc_of_means, aggregate, bootstrap_interval, markdown_table, write_tables
+from .results import adcc_of_means, aggregate, bootstrap_interval, headline_adcc, markdown_table, write_tables
 from .run import Settings, load_manifest, read_rows, run_evaluation
 
 __all__ = ["PRESETS", "Protocol", "Settings", "adcc_of_means", "aggregate", "bootstrap_interval", "estimate",
-           "format_estimate", "load_manifest", "markdown_table", "method_passes", "metric_forwards", "protocol",
+           "format_estimate", "headline_adcc", "load_manifest", "markdown_table", "method_passes", "metric_forwards", "protocol",
            "read_rows", "run_evaluation", "write_tables"]

@@ -57,7 +57,11 @@ def chosen_protocol(args) -> Protocol:
         name, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
-        overrides[name] = parse_value(name, value)
+        try:
+            overrides[name] = parse_value(name, value)
+        except (ValueError, IndexError):
+            raise ValueError(f"--set {item}: {value!r} is not a value for {name} (e.g. resize=256 or resize=256,320, "
+                             "crop=224 or crop=none, steps=16, methods=gradcam,scorecam)") from None
     if args.methods is not None:
         overrides["methods"] = tuple(args.methods)
     if args.layer is not None:
