@@ -36,7 +36,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,scale]"
 	touch $(STAMP)
 
 ## Execute every chapter and build the HTML book into _build/html. A chapter that fails is

@@ -3,8 +3,9 @@
 ``camsurvey explain IMAGE... -m METHOD --model NAME -o FOLDER`` writes one overlay PNG per image
 and method (``--model torchvision:resnet50 --weights FILE`` for a plain torchvision module).
 
-``camsurvey bench``, ``camsurvey train`` and ``camsurvey student`` pass their arguments on to
-:mod:`camsurvey.lab.bench`, :mod:`camsurvey.lab.train` and :mod:`camsurvey.book.student`
+``camsurvey bench``, ``camsurvey train``, ``camsurvey student`` and ``camsurvey evaluate`` pass their
+arguments on to :mod:`camsurvey.lab.bench`, :mod:`camsurvey.lab.train`, :mod:`camsurvey.book.student`
+and :mod:`camsurvey.lab.evaluate.cli`
 (``camsurvey bench --help`` lists them).
 """
 
@@ -21,6 +22,7 @@ DELEGATED = {
     "bench": ("camsurvey.lab.bench.cli", "time every method against its irreducible work and the peers"),
     "train": ("camsurvey.lab.train", "train a scene model"),
     "student": ("camsurvey.book.student", "write the student edition's sources"),
+    "evaluate": ("camsurvey.lab.evaluate.cli", "Table I on a labelled dataset (ImageNet, VOC, folders), resumable, on Dask"),
 }
 
 

@@ -231,8 +231,8 @@ def _prepare(model, images, saliency, target):
     return images, saliency, target, full
 
 
-def _drop(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-    """One image's term of eq. (8): max(0, s - s') / s."""
+def confidence_drop(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """One image's term of eq. (8): max(0, s - s') / s, from the confidences ``s`` (image) and ``s'`` (masked)."""
     return (full - masked).clamp_min(0) / full.clamp_min(1e-12)
 
 
@@ -243,7 +243,7 @@ def average_drop(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     """
     images, saliency, target, full = _prepare(model, images, saliency, target)
     masked = confidence(model, explanation_map(images, saliency), target)
-    return as_score(_drop(full, masked))
+    return as_score(confidence_drop(full, masked))
 
 
 def increase_in_confidence(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None) -> Score:
@@ -394,8 +394,12 @@ def coherency(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, ex
     images, saliency, target, _ = _prepare(model, images, saliency, target)
     explainer = make_explainer(explainer, model, **params)
     again = check_saliency(explainer(explanation_map(images, saliency), target).detach().cpu(), images)
-    correlation = pearson(saliency, again)
-    return as_score(torch.nan_to_num((correlation + 1) / 2, nan=0.0))
+    return coherency_of_maps(saliency, again)
+
+
+def coherency_of_maps(first: torch.Tensor, again: torch.Tensor) -> Score:
+    """Coherency's formula on two (B, H, W) stacks of maps: ``(Pearson(first, again) + 1) / 2``, 0 where undefined."""
+    return as_score(torch.nan_to_num((pearson(first, again) + 1) / 2, nan=0.0))
 
 
 def complexity(saliency: torch.Tensor) -> Score:

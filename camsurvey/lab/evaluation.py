@@ -61,24 +61,31 @@ def evaluation_plan(model, photos, methods=None, *, max_full_passes: int = 2, sl
 
 
 def evaluate(model, images, saliency, target, explainer, region=None, boxes=None, *, steps: int = 16,
-             threshold: float = IOU_THRESHOLD) -> dict:
+             threshold: float = IOU_THRESHOLD, metrics=None) -> dict:
     """Every metric of this module for one set of maps: ``{metric name: Score}``.
 
     ``region`` (boxes or exact masks) feeds the pointing game, ``boxes`` the IoU; leave either
     out to skip it. ``explainer`` is what :func:`coherency` needs to recompute the maps.
+    ``metrics``: compute only these names (default: all; ``adcc`` brings ``adcc_of_means``).
     """
+    wanted = set(HIGHER_IS_BETTER if metrics is None else metrics)
     scores = {}
-    if region is not None:
+    if region is not None and "pointing_game" in wanted:
         scores["pointing_game"] = energy_pointing_game(saliency, region)
-    if boxes is not None:
+    if boxes is not None and "iou" in wanted:
         scores["iou"] = localization_iou(saliency, boxes, threshold)
-    scores["average_drop"] = average_drop(model, images, saliency, target)
-    scores["increase_in_confidence"] = increase_in_confidence(model, images, saliency, target)
-    scores["insertion"] = insertion_auc(model, images, saliency, target, steps=steps)
-    scores["deletion"] = deletion_auc(model, images, saliency, target, steps=steps)
-    full = adcc_score(model, images, saliency, explainer, target)
-    scores.update(coherency=full.coherency, complexity=full.complexity, adcc=as_score(full.per_image))
-    scores["adcc_of_means"] = Score(torch.tensor([full.of_means], dtype=torch.float64), full.of_means)
+    if "average_drop" in wanted:
+        scores["average_drop"] = average_drop(model, images, saliency, target)
+    if "increase_in_confidence" in wanted:
+        scores["increase_in_confidence"] = increase_in_confidence(model, images, saliency, target)
+    if "insertion" in wanted:
+        scores["insertion"] = insertion_auc(model, images, saliency, target, steps=steps)
+    if "deletion" in wanted:
+        scores["deletion"] = deletion_auc(model, images, saliency, target, steps=steps)
+    if wanted & {"coherency", "complexity", "adcc", "adcc_of_means"}:
+        full = adcc_score(model, images, saliency, explainer, target)
+        scores.update(coherency=full.coherency, complexity=full.complexity, adcc=as_score(full.per_image))
+        scores["adcc_of_means"] = Score(torch.tensor([full.of_means], dtype=torch.float64), full.of_means)
     return scores
 
 

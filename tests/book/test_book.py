@@ -65,7 +65,8 @@ def _requirement_names(requirements):
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _requirement_names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = [requirement for group in project["optional-dependencies"].values() for requirement in group]
+    wanted = _requirement_names(project["dependencies"] + extras)
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     listed = _requirement_names([p for p in pip if not p.startswith("-e")])
