@@ -567,9 +567,7 @@ class WrappedModel(nn.Module):
         device = self.device
         image = torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0)).to(device)
         split = self._split_at(name, image)
-        with torch.no_grad(), untouched(self.module, buffers=False):
-            output = split.features(self.normalized(image))[0] if isinstance(split, FxSplit) else None
-        layout = self.layout(output, image_size) if output is not None else None
+        layout = self._head_layout(split, name, image) if isinstance(split, FxSplit) else None  # kept per size
         if not isinstance(split, FxSplit) or split.frontier or layout is None or layout.from_maps is None \
                 or layout.needs_output:
             why = ("the module does not trace with torch.fx" if not isinstance(split, FxSplit) else

@@ -270,3 +270,22 @@ def test_the_recorded_full_run_holds_every_number_its_checks_need():
     assert {"scorecam", "ablationcam", "reciprocam", "gradcam"} <= set(recorded["methods"])
     with pytest.raises(FileNotFoundError, match="available"):
         bench.load_recorded("no_such_run")
+
+
+def test_a_plain_module_is_timed_beside_the_same_network_as_a_camsurvey_model():
+    result = bench.run_benchmark("resnet18-random", size=64, methods=["gradcam"], repeats=1, peers=False,
+                                 reference=False, time_budget=5, throughput_batches=(1,))
+    settings, record = result["settings"], result["methods"]["gradcam"]
+    assert settings["plain_module"] and settings["twin"] == "resnet18" and settings["layer"] == "layer4"
+    assert record["ratio_to_camsurvey_model"] > 0 and len(record["ratio_to_camsurvey_model_spread"]) == 2
+    claims = {check["claim"]: check for check in bench.target_checks(result)}
+    assert claims["gradcam: plain module / camsurvey model"]["measured"] == record["ratio_to_camsurvey_model"]
+    assert claims["gradcam: plain module / camsurvey model"]["at_least"] is False
+
+
+def test_bench_suites_are_subcommands():
+    from camsurvey.lab.bench import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["capacity", "--help"])
+    assert stop.value.code == 0

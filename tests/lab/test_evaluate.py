@@ -292,6 +292,7 @@ def test_dry_run_pass_counts_equal_the_registry_s_cost_and_the_passes_a_run_make
     chosen = protocol(preset, resize=(64, 64), crop=None, methods=("gradcam", "scorecam", "reciprocam"), steps=4)
     result = estimate(scenes_model, chosen, images, 50_000, time_passes=False)
     channels, positions, live = layer_shape(scenes_model, images, None)
+    cs.explain("gradcam", scenes_model, images[:1])  # the layer check, once per model, layer and size, not per image
     forwards = []
     hook = scenes_model[0].register_forward_pre_hook(lambda module, args: forwards.append(args[0].shape[0]))
     try:

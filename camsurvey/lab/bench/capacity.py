@@ -259,7 +259,7 @@ def plot_capacity(fit: CostFit, axes=None, methods=None, quantities=tuple(AXES))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camsurvey.lab.bench.capacity",
+    parser = argparse.ArgumentParser(prog="camsurvey bench capacity",
                                      description="Fit the cost model T = B (F t_f + G t_b + H t_h) to benchmark results.")
     parser.add_argument("results", nargs="+", help="JSON files written by `camsurvey bench` (one per network)")
     args = parser.parse_args(argv)

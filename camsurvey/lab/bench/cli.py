@@ -72,7 +72,16 @@ def choose_threads(requested: int | None) -> tuple[int, str]:
     return free_threads(cores, load), f"the free cores of {cores}, load average {load:.2f}; --threads overrides"
 
 
+# ``camsurvey bench SUITE ...``: the other suites of the benchmark, each with its own options
+SUITES = {"evaluation": "camsurvey.lab.bench.evaluation", "capacity": "camsurvey.lab.bench.capacity"}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUITES:  # images/s of `camsurvey evaluate`; the capacity study's cost model
+        import importlib
+
+        return importlib.import_module(SUITES[argv[0]]).main(argv[1:])
     args = parse(argv)
 
     def log(message: str) -> None:

@@ -128,7 +128,7 @@ def format_result(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camsurvey.lab.bench.evaluation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="camsurvey bench evaluation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="dataset folder (default: the bundled scenes, written to a temporary folder)")
     parser.add_argument("--format", default="voc", help="its layout (default voc)")
     parser.add_argument("--model", default="scenes_cnn")

@@ -69,9 +69,10 @@ def peer_available(library: str) -> str | None:
     return None
 
 
-def _last_linear_name(model) -> str | None:
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    return names[-1] if names else None
+def last_linear(model) -> nn.Module | None:
+    """The model's last linear layer (CAM's class weights), or None."""
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    return linears[-1] if linears else None
 
 
 def peer_explain(library: str, method: str, model, images, target: torch.Tensor, layer: str) -> torch.Tensor:
@@ -94,8 +95,10 @@ def peer_explain(library: str, method: str, model, images, target: torch.Tensor,
                 maps = extractor(input_tensor=inputs, targets=[ClassifierOutputTarget(int(c)) for c in target])
             maps = torch.from_numpy(np.asarray(maps)).float()
         else:
-            options = {"fc_layer": _last_linear_name(model)} if method == "cam" else {}
-            with cls(model, target_layer=layer, input_shape=tuple(images.shape[1:]), **options) as extractor:
+            # layers as module objects: a wrapped module's names are not the plain module's
+            options = {"fc_layer": last_linear(model)} if method == "cam" else {}
+            with cls(model, target_layer=model.layer(layer), input_shape=tuple(images.shape[1:]),
+                     **options) as extractor:
                 scores = model(inputs)
                 maps = extractor(class_idx=[int(c) for c in target], scores=scores)[0].detach().float().cpu()
     return normalize(upsample(maps, images.shape[-2:]))

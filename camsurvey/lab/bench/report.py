@@ -55,6 +55,8 @@ def format_table(result: dict) -> str:
                 notes.append(f"{library}: {_with_spread(peer, 'speedup', 1, 'x')}, r={_fmt(peer['pearson'], 0, 4)}")
         if "reference" in record:
             notes.append(f"slow eq. 4 reference: r={_fmt(record['reference']['pearson'], 0, 5)}")
+        if "ratio_to_camsurvey_model" in record:
+            notes.append(f"plain / camsurvey model: {_with_spread(record, 'ratio_to_camsurvey_model', 2, 'x')}")
         lines.append("".join(cells) + "  " + "; ".join(notes))
     for library in PEERS:
         if settings.get(f"{library}_skipped"):
@@ -124,7 +126,7 @@ def target_checks(result: dict) -> list[dict]:
         measured = record.get(key)
         met = None if measured is None else (measured >= target if at_least else measured <= target)
         checks.append({"claim": claim, "measured": measured, "spread": record.get(f"{key}_spread"),
-                       "target": target, "met": met})
+                       "target": target, "at_least": at_least, "met": met})
 
     methods = result["methods"]
     for library in PEERS:
@@ -146,6 +148,16 @@ def target_checks(result: dict) -> list[dict]:
     for name, record in methods.items():
         if "median_s" in record:
             check(f"{name} time / irreducible work", record, "ratio_to_irreducible", 1.2, at_least=False)
+    if result["settings"].get("plain_module"):
+        for name, record in methods.items():
+            if "median_s" not in record:
+                continue
+            check(f"{name}: plain module / camsurvey model", record, "ratio_to_camsurvey_model", 1.2,
+                  at_least=False)
+            timed = [peer for peer in record.get("peers", {}).values() if "speedup" in peer]
+            if timed:  # no slower than the fastest peer: the smallest speedup is at least 1
+                check(f"{name}: speedup over the fastest peer", min(timed, key=lambda p: p["speedup"]),
+                      "speedup", 1.0)
     return checks
 
 
@@ -157,7 +169,7 @@ def format_checks(checks: list[dict]) -> str:
     sign = {True: ">=", False: "<="}
     lines = []
     for check in checks:
-        at_least = "time / irreducible" not in check["claim"]
+        at_least = check["at_least"]
         spread = "" if check.get("spread") is None else f"[{check['spread'][0]:.3g}-{check['spread'][1]:.3g}]"
         lines.append(f"{check['claim']:<55}{_fmt(check['measured'], 9, 3)} {spread:<15} "
                      f"(target {sign[at_least]} {check['target']:g})  {verdict(check)}")

@@ -24,7 +24,9 @@ from ...common import check_int
 from ...images import load_images
 from ...methods import METHODS, explain, get_method
 from ...metrics import mean_pearson
-from ...models import load_model
+from ...models import MODELS, default_device, load_model
+from ...models.base import CamModel
+from ...models.wrap import WrappedModel, plain_torchvision, wrap
 from ...plumbing import resolve_target
 from .costs import (
     irreducible_in_round,
@@ -45,6 +47,8 @@ DEFAULT_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 PEER_SETTINGS = ("library defaults (pytorch-grad-cam ScoreCAM batch 16, AblationCAM batch 32; "
                  "torchcam ScoreCAM batch 32); gradient peers get an input requiring gradients")
 OURS = "camsurvey"  # our implementation's name among a method's contenders
+TWIN = "same network as a camsurvey model"  # the contender a plain module is compared with
+PLAIN_SUFFIX = "-random"  # "resnet50-random": torchvision's resnet50 as a plain module, random weights
 
 
 @dataclass(frozen=True)
@@ -101,17 +105,41 @@ class Run:
     passes: dict
     peer_skips: dict
     log: Callable[[str], None]
+    twin: CamModel | None = None  # for a plain module: the same network as a camsurvey model
+
+
+def resolve_model(model, settings: BenchSettings) -> tuple[nn.Module, CamModel | None]:
+    """``(model, twin)``. ``model``: an object as given, a name from ``camsurvey.MODELS``, or
+    ``"ARCH-random"``: torchvision's ARCH built as the plain module torchvision builds, random
+    weights, seen through :func:`camsurvey.wrap` as a user's own network is. Its ``twin`` is the
+    same network, with the same weights, as a camsurvey model (``load_model(ARCH, weights=None)``)
+    where camsurvey has one, so the cost of taking any module can be timed beside it."""
+    if isinstance(model, nn.Module):
+        return model, None
+    if not (isinstance(model, str) and model.endswith(PLAIN_SUFFIX) and model not in MODELS):
+        return load_model(model, weights=settings.weights, device=settings.device), None
+    architecture = model[: -len(PLAIN_SUFFIX)]
+    device = default_device() if settings.device is None else torch.device(settings.device)
+    plain = wrap(plain_torchvision(architecture), name=model).to(device)
+    twin = load_model(architecture, weights=None, device=device) if architecture in MODELS else None
+    return plain, twin
 
 
 def prepare(model, settings: BenchSettings):
     """The model, its layer, and a batch of ``settings.batch`` photos at ``settings.size`` px on its device."""
     if not isinstance(model, nn.Module):
         model = load_model(model, weights=settings.weights, device=settings.device)
-    layer = model.default_layer if settings.layer is None else settings.layer
-    model.split(layer)  # a clear ValueError for layers the model cannot be split at
     photos = list(settings.photos or DEFAULT_PHOTOS)
     images = load_images([photos[i % len(photos)] for i in range(settings.batch)], size=settings.size)
-    return model, layer, photos[: settings.batch], images.to(model.device)
+    images = images.to(model.device)
+    if settings.layer is not None:
+        layer = settings.layer
+    elif isinstance(model, WrappedModel):
+        layer = model.find_default_layer(images)  # a plain module's CAM layer, as explain finds it
+    else:
+        layer = model.default_layer
+    model.split(layer)  # a clear ValueError for layers the model cannot be split at
+    return model, layer, photos[: settings.batch], images
 
 
 def method_costs(methods, channels: int, positions: int, nonconstant: int) -> dict:
@@ -161,6 +189,8 @@ def warm_contenders(name: str, run: Run, record: dict) -> tuple[dict, dict]:
         calls = pass_calls(model, images, layer, run.target, run.passes)
         for kind in needed_passes(run.costs[name]):
             contenders[f"pass {kind}"] = calls[kind]
+    if run.twin is not None:
+        contenders[TWIN] = functools.partial(explain, name, run.twin, images, layer=layer)
     for other in COMPANIONS.get(name, ()):
         if other in run.methods and any(library in contenders for library in PEERS):
             contenders[f"{OURS} {other}"] = functools.partial(explain, other, model, images, layer=layer)
@@ -199,6 +229,9 @@ def summarize(name: str, run: Run, record: dict, times: dict) -> list[str]:
         if library in times:
             peer.update({"median_s": statistics.median(times[library]), "times_s": times[library]})
             put_ratio(peer, "speedup", compare(times[library], ours, factor), f"speedup over {library}", flags)
+    if TWIN in times:
+        put_ratio(record, "ratio_to_camsurvey_model", compare(ours, times[TWIN], factor),
+                  "time on the plain module / time on the camsurvey model", flags)
     record["companions"] = {}
     for contender, seconds in times.items():
         if contender.startswith(f"{OURS} "):
@@ -278,6 +311,7 @@ def benchmark(model, settings: BenchSettings, log) -> dict:
     """:func:`run_benchmark` once its settings are checked and its threads set."""
     started = time.perf_counter()
     methods = list(METHODS) if settings.methods is None else list(settings.methods)
+    model, twin = resolve_model(model, settings)
     model, layer, photos, images = prepare(model, settings)
     _, scores, channels, positions, nonconstant = layer_shape(model, images, layer)
     target = resolve_target(None, scores)
@@ -287,7 +321,9 @@ def benchmark(model, settings: BenchSettings, log) -> dict:
         f"{images.device}, {torch.get_num_threads()} threads)")
     passes = pass_timings(model, images, layer, target, priced, settings.repeats, settings.throughput_batches)
     peer_skips = {library: peer_available(library) if settings.peers else "peers not requested" for library in PEERS}
-    run = Run(model, images, layer, target, settings, methods, costs, passes, peer_skips, log)
+    run = Run(model, images, layer, target, settings, methods, costs, passes, peer_skips, log, twin)
+    if twin is not None:
+        twin.layer(layer)  # a clear ValueError where the twin has no layer of that name
     records = {name: {"cost": costs[name], **time_method(name, run, settings.seed + index)}
                for index, name in enumerate(methods)}
     return {"settings": settings_record(run, photos, channels, positions, nonconstant), "passes": passes,
@@ -308,4 +344,6 @@ def settings_record(run: Run, photos, channels: int, positions: int, nonconstant
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "channels": channels, "nonconstant_channels": nonconstant, "positions": positions,
             "memory": PeakMemory(run.images.device).how, "peers": PEER_SETTINGS,
+            "plain_module": run.twin is not None or isinstance(run.model, WrappedModel),
+            "twin": None if run.twin is None else run.twin.name,
             **{f"{library}_skipped": skip for library, skip in run.peer_skips.items()}}
