@@ -355,3 +355,153 @@ def rise_insertion_start(model, images: torch.Tensor, size: int = 11, sigma: flo
 def rise_deletion_end(model, images: torch.Tensor) -> torch.Tensor:
     """What eclique/RISE deletes to: the zeros of the normalised image, the dataset's mean colour."""
     return model[0].mean.to(images).expand_as(images).clone()
+
+
+# --- the gradient family, as the authors' code writes each weighting ------------------------------
+
+def cam_authors(model, images: torch.Tensor, target=None, layer: str | None = None) -> torch.Tensor:
+    """CAM as Zhou et al.'s code (zhoubolei/CAM, ``returnCAM``) forms it: the class's row of the
+    linear layer times the feature maps, ``W_c . features``, raw (B, h, w); the head must be GAP
+    and one linear layer, whose weights are read off the model's last stage."""
+    features, head = model.split(layer)
+    linear = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        activations = features(images)
+        classes = top1(head(activations), target)
+        return torch.einsum("bk,bkhw->bhw", linear.weight[classes], activations)
+
+
+def gradient_cam_authors(kind: str, model, images: torch.Tensor, target=None, layer: str | None = None) -> torch.Tensor:
+    """Grad-CAM, XGrad-CAM or Layer-CAM, raw (B, h, w), as their authors write the weighting:
+
+    * ``"gradcam"`` (Selvaraju et al., eqs. 1-2): ``ReLU(sum_k mean_ij(g^k) A^k)``;
+    * ``"xgradcam"`` (Fu0511/XGrad-CAM, ``XGrad-CAM.py``): ``X_weights = sum_ij(g A) / (sum_ij A + 1e-6)``
+      and ``ReLU(sum_k X_weights_k A^k)``;
+    * ``"layercam"`` (PengtaoJiang/LayerCAM-jittor, ``cam/layercam.py``): ``ReLU(sum_k A^k ReLU(g^k))``.
+    """
+    classes = clean_classes(model, images, target)
+    activations, g = layer_gradients(model, images, classes, layer)
+    if kind == "gradcam":
+        return torch.relu((g.mean(dim=(2, 3), keepdim=True) * activations).sum(dim=1))
+    if kind == "xgradcam":
+        weights = (g * activations).sum(dim=(2, 3), keepdim=True) / (activations.sum(dim=(2, 3), keepdim=True) + 1e-6)
+        return torch.relu((weights * activations).sum(dim=1))
+    if kind == "layercam":
+        return torch.relu((activations * torch.relu(g)).sum(dim=1))
+    raise ValueError(f"kind must be 'gradcam', 'xgradcam' or 'layercam', got {kind!r}")
+
+
+# --- the chapters' faithfulness tables ------------------------------------------------------------
+
+class Row(NamedTuple):
+    """One line of a faithfulness table: what we compute, what the authors compute (or the
+    reference we compare with), and the measured difference ("" where nothing is measured)."""
+
+    subject: str
+    ours: str
+    theirs: str
+    measured: str
+
+
+TABLE_HEADER = ("", "ours", "the authors' (or the reference)", "measured")
+PROVENANCE_HEADER = ("", "follows", "source", "")
+
+
+def format_rows(rows: list[Row], header=TABLE_HEADER) -> str:
+    """A plain-text table of :class:`Row`, one line each, under ``header``."""
+    table = [tuple(header), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
+
+
+def short_source(source: str) -> str:
+    """A source without its closing parenthesis of details: ``"Zhou et al., CVPR 2016, Sec. 2"``."""
+    return re.split(r" \(|; ", source, maxsplit=1)[0].replace("``", "")
+
+
+def provenance_rows(methods) -> list[Row]:
+    """For each method, how it follows its source (:func:`provenance`), with nothing measured."""
+    return [Row(method, provenance(method).follows, short_source(provenance(method).source), "") for method in methods]
+
+
+def cams_rows(model, images: torch.Tensor, layer: str | None = None, shallow_layer: str = "stem") -> list[Row]:
+    """The CAM chapter's table: each Section II method we can check against its authors' formula
+    or code, at ``layer`` (and Grad-CAM++ also at ``shallow_layer``), on ``images``."""
+    layer_name = layer or model.default_layer
+
+    def ours(method, where=layer, **params):
+        return METHODS[method].function(model, images, None, where, **params)[0]
+
+    rows = []
+    if layer_name == model.default_layer:  # CAM needs GAP + linear after the layer
+        rows.append(Row("cam", f"eq. 1 at {layer_name}", "W_c . features (zhoubolei/CAM)",
+                        agreement(ours("cam"), cam_authors(model, images, None, layer)).describe()))
+    for method, source in (("gradcam", "eqs. 1-2 of the paper"), ("xgradcam", "Fu0511/XGrad-CAM (eps 1e-6)"),
+                           ("layercam", "PengtaoJiang/LayerCAM-jittor")):
+        rows.append(Row(method, f"at {layer_name}", source,
+                        agreement(ours(method), gradient_cam_authors(method, model, images, None, layer)).describe()))
+    for where in (layer, shallow_layer):
+        name = where or model.default_layer
+        mine = ours("gradcam++", where)
+        rows.append(Row("gradcam++", f"closed form at {name}", "eq. 19 of the paper",
+                        agreement(mine, gradcampp_authors(model, images, None, where)).describe()))
+        rows.append(Row("gradcam++", f"closed form at {name}", "eq. 19 + eps 1e-6 (pytorch-grad-cam)",
+                        agreement(mine, gradcampp_authors(model, images, None, where, eps=1e-6)).describe()))
+    point, gaussian = (reciprocam_authors(model, images, None, layer, gaussian=g) for g in (False, True))
+    rows += [Row("reciprocam", 'kernel="point" (default)', "point mask (sybyun/ReciproCAM, default)",
+                 agreement(ours("reciprocam", kernel="point"), point).describe()),
+             Row("reciprocam", 'kernel="gaussian"', "Gaussian option (sybyun/ReciproCAM)",
+                 agreement(ours("reciprocam", kernel="gaussian"), gaussian).describe()),
+             Row("reciprocam", 'kernel="gaussian-window" (ours)', "Gaussian option (sybyun/ReciproCAM)",
+                 agreement(ours("reciprocam", kernel="gaussian-window"), gaussian).describe())]
+    return rows
+
+
+def smoothing_rows(model, image: torch.Tensor, *, layer: str = "block10", steps: int = 8, score_layer: str = "block1",
+                   score_steps: int = 4, stability_layer: str = "stem", sigma: float = 0.3) -> list[Row]:
+    """The smoothing chapter's table, on ``image`` (1, 3, H, W): Integrated Grad-CAM at ``layer``
+    with ``steps`` path points in both of the authors' forms, IS-CAM at ``score_layer``, and what
+    Smooth Grad-CAM++'s guard does at ``stability_layer`` with noise ``sigma``."""
+    def ours(method, where, **params):
+        return METHODS[method].function(model, image, None, where, **params)[0]
+
+    code = integrated_gradcam_authors(model, image, None, layer, steps=steps)
+    figure = integrated_gradcam_authors(model, image, None, layer, steps=steps, subtract_baseline=True)
+    rows = [Row("integrated-gradcam", f"default at {layer}", "notebook (smstrzd/IntegratedGradCAM)",
+                agreement(ours("integrated-gradcam", layer, steps=steps), code).describe()),
+            Row("integrated-gradcam", "subtract_baseline=True", "architecture figure (A(x') subtracted)",
+                agreement(ours("integrated-gradcam", layer, steps=steps, subtract_baseline=True), figure).describe()),
+            Row("integrated-gradcam", "the notebook's form", "the figure's form", agreement(code, figure).describe())]
+    theirs = iscam_authors(model, image, None, score_layer, steps=score_steps)
+    rows += [Row("iscam", f"default at {score_layer}", "accumulated scales (paper, torchcam#13)",
+                 agreement(ours("iscam", score_layer, steps=score_steps), theirs).describe()),
+             Row("iscam", "accumulate=False (ours)", "accumulated scales (paper, torchcam#13)",
+                 agreement(ours("iscam", score_layer, steps=score_steps, accumulate=False), theirs).describe())]
+    stability = smoothgradcampp_stability(model, image, stability_layer, sigma=sigma)
+    rows += [Row("smoothgradcam++", f"unguarded, at {stability_layer}", "itself, noise x (1 + 1e-6)",
+                 f"Pearson {format_pearson(stability.unguarded_self)}; {100 * stability.non_positive_share:.1f} % "
+                 f"denominators <= 0, alphas up to {stability.largest_alpha:.0f}"),
+             Row("smoothgradcam++", f"guarded (ours), at {stability_layer}", "itself, noise x (1 + 1e-6)",
+                 f"Pearson {format_pearson(stability.guarded_self)}")]
+    return rows
+
+
+def metrics_rows(model, images: torch.Tensor, saliency: torch.Tensor, target, *, steps: int = 16) -> list[Row]:
+    """The metrics chapter's table: insertion and deletion AUC (means over ``images``, one map
+    each in ``saliency``, the same pixel order) from our canvases and from eclique/RISE's, and
+    the Coherency of a constant map in our code and in aimagelab/ADCC's."""
+    def auc(kind, baseline):
+        curve = metrics.insertion_auc if kind == "insertion" else metrics.deletion_auc
+        return curve(model, images, saliency, target, steps=steps, baseline=baseline).mean
+
+    rows = [Row("insertion", f"Gaussian blur start: AUC {auc('insertion', None):.3f}",
+                f"RISE's near-box blur, mean-colour border: AUC {auc('insertion', rise_insertion_start(model, images)):.3f}",
+                "the same pixel order"),
+            Row("deletion", f"delete to black: AUC {auc('deletion', None):.3f}",
+                f"RISE deletes to the mean colour: AUC {auc('deletion', rise_deletion_end(model, images)):.3f}",
+                "the same pixel order")]
+    constant = torch.ones(1, *images.shape[-2:])
+    ours = metrics.coherency(model, images[:1], constant, lambda x, t: constant, target[:1] if target is not None else None)
+    rows.append(Row("coherency", f"constant map: {ours.mean:g}",
+                    f"constant map: {coherency_official(constant, constant)} (aimagelab/ADCC)", "our choice: 0"))
+    return rows

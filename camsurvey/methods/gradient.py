@@ -117,7 +117,7 @@ def layercam_map(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Te
 def gradcam(model, images, target=None, layer=None):
     """Grad-CAM (Selvaraju et al.), eqs. (2) and (3).
 
-    Source: Selvaraju et al., ICCV 2017, eqs. (1) and (2). Follows: the paper's formula.
+    Source: Selvaraju et al., ICCV 2017, eqs. 1 and 2. Follows: the paper's formula.
     """
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return gradcam_map(gradcam_weights(gradients), activations), target
@@ -128,7 +128,7 @@ def gradcam(model, images, target=None, layer=None):
 def gradcampp(model, images, target=None, layer=None):
     """Grad-CAM++ (Chattopadhyay et al.): Grad-CAM with alpha-weighted positive gradients.
 
-    Source: Chattopadhyay et al., WACV 2018, eq. (19) (the closed-form alphas under
+    Source: Chattopadhyay et al., WACV 2018, eq. 19 (the closed-form alphas under
     ``Y = exp(S)``). Follows: the paper's formula; where the alphas' denominator is exactly 0
     alpha is 0, and nothing is added to it. pytorch-grad-cam adds ``eps = 1e-6`` to the
     denominator: at ``conv_head`` its map agrees with ours (Pearson >= 0.9997), at ``stem``,

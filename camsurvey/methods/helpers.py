@@ -280,7 +280,7 @@ def evet(model, images, target=None, layer=None, *, base="gradcam", transforms=E
     ``transforms``: names from :data:`TRANSFORMS` and :data:`INTENSITY_TRANSFORMS` or
     :class:`Transform` objects; the class is fixed on the original input.
 
-    Source: Oh et al. (2021), known to us through its abstract only (the paper's text was not
+    Source: Oh et al., 2021, known to us through its abstract only (the paper's text was not
     reachable from this project; we found no public implementation). Follows: our reading. The
     transformations and the fusion are our choices: the default set keeps the model's prediction
     on every bundled photo (:data:`EVET_TRANSFORMS`), and the probability weights, the

@@ -187,7 +187,7 @@ def smoothgrad(model, images, target=None, layer=None, *, base="saliency", sampl
                batch_size=16):
     """SmoothGrad (Smilkov et al.), eq. (5): the base method's maps averaged over noisy copies.
 
-    Source: Smilkov et al., arXiv:1706.03825, eq. (3) (``sigma`` a fraction of the input's range,
+    Source: Smilkov et al., arXiv:1706.03825, eq. 3 (``sigma`` a fraction of the input's range,
     Sec. 3). Follows: the paper's formula; the class is chosen once, on the clean image.
     """
     maps, target = smoothgrad_samples(model, images, target, layer, base=base, samples=samples, sigma=sigma,
@@ -419,7 +419,7 @@ def integrated_gradients_map(attributions: torch.Tensor) -> torch.Tensor:
 def integrated_gradients_method(model, images, target=None, layer=None, *, baseline=0.0, steps=50, batch_size=16):
     """Integrated Gradients at input resolution; ``layer`` is unused.
 
-    Source: Sundararajan et al., ICML 2017, eq. (1) and its Riemann sum (Sec. 5). Follows: the
+    Source: Sundararajan et al., ICML 2017, eq. 1 and its Riemann sum, Sec. 5. Follows: the
     paper's formula (the right Riemann sum, as Captum's ``riemann_right``); the map, the absolute
     value of the colour channels' sum, is our choice.
     """
@@ -521,7 +521,7 @@ def iscam(model, images, target=None, layer=None, *, steps=10, accumulate=True, 
     """IS-CAM (Naidu et al.): Score-CAM whose channel scores are averaged over N copies of the
     masked input scaled by :func:`iscam_scales`. Costs N times Score-CAM.
 
-    Source: Naidu et al., arXiv:2010.03023, Algorithm 1, and its first author's request in
+    Source: Naidu et al., arXiv:2010.03023, Algorithm 1; its first author's request in
     frgfm/torch-cam#13. Follows: the paper's formula: the mask accumulates, so the scales are
     1/N, 3/N, 6/N, ... (``accumulate=True``, what torchcam's ``ISCAM`` computes). The scales rise
     above 1, off the path from black to ``X ⊙ mask`` that the name "integrated" suggests;

@@ -177,3 +177,50 @@ def test_evet_weights_each_copy_by_the_class_probability_on_it(model, photos2):
 
 def test_reciprocam_kernels_are_the_documented_ones():
     assert set(perturbation.RECIPROCAM_KERNELS) == {"point", "gaussian", "gaussian-window"}
+
+
+# --- the metrics' official code -------------------------------------------------------------------
+
+def test_the_official_coherency_of_a_constant_map_is_nan_where_ours_is_zero(model):
+    constant = torch.ones(1, 64, 64)
+    assert fa.coherency_official(constant, constant) != fa.coherency_official(constant, constant)  # NaN
+    image = resized(cs.load_images(["coffee"]), 64)
+    assert cs.metrics.coherency(model, image, constant, lambda x, t: constant).mean == 0.0
+    maps = torch.rand(2, 64, 64, generator=torch.Generator().manual_seed(3))
+    ours = cs.metrics.coherency(model, image, maps[:1], lambda x, t: maps[1:]).mean
+    assert ours == pytest.approx(fa.coherency_official(maps[0], maps[1]), abs=1e-6)  # elsewhere the same
+
+
+def test_rise_blur_is_nearly_a_box_filter_and_fades_the_border_to_the_mean_colour(model):
+    kernel = fa.rise_blur_kernel()
+    assert kernel.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert kernel.max() / kernel.min() < 1.2  # a Gaussian with sigma 5 over 11 pixels would give e = 2.7
+    white = torch.ones(1, 3, 64, 64)
+    start = fa.rise_insertion_start(model, white)
+    mean = model[0].mean.view(3)
+    assert torch.allclose(start[0, :, 32, 32], torch.ones(3))  # far from the border: the image itself
+    corner = start[0, :, 0, 0]
+    assert (corner < 1).all() and (corner > mean).all()  # the zero padding of the normalised image is the mean
+    assert torch.equal(fa.rise_deletion_end(model, white)[0, :, 5, 5], mean)
+
+
+# --- the chapters' tables -------------------------------------------------------------------------
+
+def test_the_cam_chapters_table_reads_follows_where_we_follow_and_differs_where_we_do_not(model):
+    images = resized(cs.load_images(["chelsea"]), 96)
+    rows = fa.cams_rows(model, images)
+    for row in rows:
+        ours_variant, peer = "(ours)" in row.ours, "pytorch-grad-cam" in row.theirs
+        if not ours_variant and not peer:  # we follow the authors: float rounding only
+            assert row.measured.startswith("Pearson > 0.9999"), row
+        if ours_variant or (peer and "stem" in row.ours):  # where we depart, the table shows it
+            assert not row.measured.startswith("Pearson > 0.9"), row
+    table = fa.format_rows(rows)
+    assert table.splitlines()[0].split() == ["ours", "the", "authors'", "(or", "the", "reference)", "measured"]
+    assert len(table.splitlines()) == len(rows) + 1
+
+
+def test_provenance_rows_name_every_methods_source_without_its_details():
+    rows = fa.provenance_rows(["reciprocam", "evet"])
+    assert rows[0] == fa.Row("reciprocam", "the authors' code", "sybyun/ReciproCAM, src/recipro_cam.py", "")
+    assert rows[1].ours == "our reading"
