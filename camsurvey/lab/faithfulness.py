@@ -505,3 +505,48 @@ def metrics_rows(model, images: torch.Tensor, saliency: torch.Tensor, target, *,
     rows.append(Row("coherency", f"constant map: {ours.mean:g}",
                     f"constant map: {coherency_official(constant, constant)} (aimagelab/ADCC)", "our choice: 0"))
     return rows
+
+
+# --- EVET: which transformations keep the prediction ----------------------------------------------
+
+def transform_table(model, images: torch.Tensor, labels, transforms) -> str:
+    """For each transformation (names or :class:`~camsurvey.methods.helpers.Transform`): the softmax
+    probability, on the transformed image, of the class the model predicts on the original, one
+    column per image (``labels``), and how many images keep that class as their top-1."""
+    from ..methods import helpers
+
+    resolved = helpers.resolve_transforms(list(transforms))
+    with torch.no_grad():
+        original = model(images).argmax(dim=1)
+        probabilities = helpers.transformed_class_probabilities(model, images, resolved, original)
+        kept = torch.stack([model(t.forward(images)).argmax(dim=1) == original for t in resolved])
+    header = ["", *labels, "top-1 kept"]
+    body = [[t.name, *(f"{p:.3f}" for p in row.tolist()), f"{int(k.sum())} of {len(images)}"]
+            for t, row, k in zip(resolved, probabilities, kept)]
+    return format_text([header, *body])
+
+
+def scene_transform_table(model, scenarios, n: int, transforms, seed: int = 0) -> str:
+    """For each transformation, per scenario of the scene dataset (``n`` scenes each): the share
+    of scenes whose top-1 class the transformed scene keeps."""
+    from ..datasets import scenes
+    from ..methods import helpers
+
+    resolved = helpers.resolve_transforms(list(transforms))
+    shares = {}
+    with torch.no_grad():
+        for scenario in scenarios:
+            batch = scenes.generate(scenario, n, seed=seed).images
+            original = model(batch).argmax(dim=1)
+            shares[scenario] = [float((model(t.forward(batch)).argmax(dim=1) == original).double().mean())
+                                for t in resolved]
+    header = ["", *scenarios]
+    body = [[t.name, *(f"{shares[s][i]:.2f}" for s in scenarios)] for i, t in enumerate(resolved)]
+    return format_text([header, *body])
+
+
+def format_text(table: list[list[str]]) -> str:
+    """Rows of strings as aligned columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(cell.rjust(width) if i else cell.ljust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in table)
