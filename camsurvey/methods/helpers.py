@@ -207,6 +207,9 @@ INTENSITY_TRANSFORMS: dict[str, Transform] = {
 # and 270 degrees lost it on three of five), and three intensity transformations that kept it
 # too (the evet chapter prints the probabilities of every candidate on the photos and the scenes)
 EVET_TRANSFORMS = ("identity", "hflip", "contrast0.75", "contrast1.25", "adaptive_filter")
+# the original and the four exact geometric transformations (EVET's default before issue 17; Section VI.B compares
+# them with intensity transformations)
+GEOMETRIC_TRANSFORMS = ("identity", "hflip", "rot90", "rot180", "rot270")
 EVET_WEIGHTINGS = ("probability", "mean")
 
 
