@@ -68,6 +68,8 @@ def test_agreement_is_scale_free_and_can_fail():
     other = fa.agreement(maps, maps.flip(-1))
     assert other.pearson < 0.9 and other.max_abs > 0.1
     assert fa.format_bound(3e-7) == "< 1e-06" and fa.format_bound(0.0) == "0" and fa.format_bound(0.25) == "0.25"
+    assert fa.format_ceiling(0.3) == "< 0.5" and fa.format_ceiling(0.995) == "0.995" and fa.format_ceiling(1.0) == "> 0.9999"
+    assert fa.format_magnitude(1337.0) == "> 1e+03"
 
 
 # --- Recipro-CAM (sybyun/ReciproCAM) ------------------------------------------------------------
@@ -145,7 +147,7 @@ def test_gradcampp_is_the_papers_closed_form(model, photos2, layer):
 def test_smoothgradcampp_guard_makes_a_tiny_change_of_noise_a_tiny_change_of_map(model, photos2):
     stability = fa.smoothgradcampp_stability(model, photos2[:1], "stem", sigma=0.3, samples=4)
     assert stability.guarded_self >= 0.999
-    assert stability.unguarded_self < 0.99  # without the guard the map jumps
+    assert stability.unguarded_self < 0.99  # without the guard the map jumps for some of the tiny factors
     assert stability.non_positive_share > 0.01 and stability.largest_alpha > 100
 
 
