@@ -226,3 +226,22 @@ def test_provenance_rows_name_every_methods_source_without_its_details():
     rows = fa.provenance_rows(["reciprocam", "evet"])
     assert rows[0] == fa.Row("reciprocam", "the authors' code", "sybyun/ReciproCAM, src/recipro_cam.py", "")
     assert rows[1].ours == "our reading"
+
+
+# --- CUDA ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("method, params", [
+    ("reciprocam", {"kernel": "gaussian"}), ("reciprocam", {"kernel": "gaussian-window"}),
+    ("integrated-gradcam", {"steps": 4, "subtract_baseline": True}), ("iscam", {"steps": 2, "layer": "block0"}),
+    ("sscam", {"samples": 2, "sigma": 0.1, "noise": "input", "layer": "block0"}),
+    ("smoothgradcam++", {"samples": 2, "layer": "stem"}), ("evet", {}),
+])
+def test_the_changed_methods_run_on_cuda_and_give_the_cpu_maps(method, params):
+    cpu_model = cs.load_model("efficientnet_lite0", device="cpu")
+    gpu_model = cs.load_model("efficientnet_lite0", device="cuda")
+    images = resized(cs.load_images(["chelsea"]), 96)
+    on_cpu = cs.explain(method, cpu_model, images, **params)
+    on_gpu = cs.explain(method, gpu_model, images.cuda(), **params)
+    assert on_gpu.device.type == "cuda"
+    assert fa.agreement(on_gpu, on_cpu).pearson >= 0.99
