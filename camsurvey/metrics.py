@@ -293,7 +293,17 @@ def curve_area(curve: torch.Tensor) -> torch.Tensor:
 
 
 def blurred(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """The insertion curve's starting canvas: a Gaussian blur of the image (as Petsiuk et al. use)."""
+    """The insertion curve's starting canvas: a Gaussian blur of the image, sigma = 5 pixels in an
+    11 x 11 window with mirrored borders (torchvision's ``gaussian_blur``).
+
+    Petsiuk et al.'s code (eclique/RISE, ``evaluation.py``, ``gkern(11, 5)``) uses the same size
+    and sigma but not the same blur: its kernel is scipy's ``gaussian_filter`` of a single pixel
+    inside the 11 x 11 window, whose mirrored boundaries fold the wide Gaussian back into the
+    window, so it is close to a box filter; and it convolves the *normalised* image with zero
+    padding, so the border fades to the dataset's mean colour. Their start is blurrier, and on
+    the same pixel order it gives a lower insertion AUC than ours (the metrics chapter's
+    faithfulness table measures both).
+    """
     return gaussian_blur(images, [kernel_size, kernel_size], [sigma, sigma])
 
 
@@ -333,7 +343,9 @@ def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     """Deletion (Petsiuk et al.): area under the class probability as the most salient pixels turn black.
 
     The pixels are removed in ``steps`` equal chunks; ``baseline`` (default: zeros, black) is what
-    replaces them. Lower is better: a faithful map removes the evidence first.
+    replaces them. Lower is better: a faithful map removes the evidence first. Petsiuk et al.'s
+    code (eclique/RISE, ``Evaluation.ipynb``) deletes to the zeros of the *normalised* image, the
+    dataset's mean colour (a grey), where we delete to black; pass ``baseline`` for their grey.
     """
     return as_score(curve_area(deletion_curve(model, images, saliency, target, steps=steps, baseline=baseline,
                                               batch_size=batch_size)))
@@ -388,8 +400,10 @@ def coherency(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, ex
 
     ``explainer`` recomputes the map on the explanation map ``x * map(x)`` for the same class:
     a method name (with its ``params``) or a callable ``(images, target) -> saliency``.
-    Where either map is constant the correlation is undefined; like the official code, the
-    image then scores 0.
+    Where either map is constant the correlation is undefined, and the image scores 0: our
+    choice, so that one such image cannot poison a mean. The official code (aimagelab/ADCC,
+    ``metrics/coherency.py``) scores 0 only a map that contains NaN; for a constant map scipy's
+    ``pearsonr`` returns NaN, so its Coherency, and its ADCC, are NaN there.
     """
     images, saliency, target, _ = _prepare(model, images, saliency, target)
     explainer = make_explainer(explainer, model, **params)

@@ -151,7 +151,7 @@ def test_coherency_of_identical_opposite_and_constant_maps():
     saliency = torch.linspace(0, 1, SIZE * SIZE).view(1, SIZE, SIZE)
     assert metrics.coherency(model, image, saliency, lambda x, t: saliency, 0).mean == pytest.approx(1.0)
     assert metrics.coherency(model, image, saliency, lambda x, t: 1 - saliency, 0).mean == pytest.approx(0.0)
-    # a constant map has no correlation: the official code scores it 0
+    # a constant map has no correlation: we score it 0 (the official code gets NaN from scipy's pearsonr)
     ones = torch.ones(1, SIZE, SIZE)
     assert metrics.coherency(model, image, ones, lambda x, t: ones, 0).mean == 0.0
 

@@ -327,14 +327,34 @@ def ablationcam_weights(score: float, ablated_scores: np.ndarray) -> np.ndarray:
     return (score - ablated_scores) / (score if score != 0 else 1.0)
 
 
-def reciprocam_masks(height: int, width: int, kernel: str = "gaussian") -> np.ndarray:
-    """Recipro-CAM's h*w spatial masks (h*w, h, w): one position, or its 3x3 Gaussian neighbourhood."""
-    if kernel not in ("gaussian", "point"):
-        raise ValueError(f"kernel must be 'gaussian' or 'point', got {kernel!r}")
+RECIPROCAM_KERNELS = ("point", "gaussian", "gaussian-window")  # as camsurvey.methods.perturbation.RECIPROCAM_KERNELS
+
+
+def check_kernel(kernel) -> str:
+    if not isinstance(kernel, str) or kernel not in RECIPROCAM_KERNELS:
+        raise ValueError(f"kernel must be one of {sorted(RECIPROCAM_KERNELS)} ('point' is the authors' default), "
+                         f"got {kernel!r}")
+    return kernel
+
+
+def reciprocam_masks(height: int, width: int, kernel: str = "point") -> np.ndarray:
+    """Recipro-CAM's h*w spatial weights (h*w, h, w): one position, or its 3x3 Gaussian neighbourhood."""
+    check_kernel(kernel)
     points = np.eye(height * width, dtype=np.float32).reshape(height * width, height, width)
     if kernel == "point":
         return points
     return correlate(points, GAUSSIAN_3X3[None], mode="constant", cval=0.0)
+
+
+def reciprocam_features(activations: np.ndarray, masks: np.ndarray, positions: slice, kernel: str) -> np.ndarray:
+    """The masked feature maps (n, K, h, w) for ``positions``: the centre's feature vector times the
+    mask (the authors' ``"point"`` and ``"gaussian"``) or each position's own features times it
+    (our ``"gaussian-window"``); as :func:`camsurvey.methods.perturbation.reciprocam_features`."""
+    chunk = masks[positions][:, None]  # (n, 1, h, w)
+    if kernel == "gaussian-window":
+        return activations[None] * chunk
+    centres = activations.reshape(len(activations), -1).T[positions]  # (n, K)
+    return centres[:, :, None, None] * chunk
 
 
 # --- the methods: (model, images, target, **params) -> raw (B, h, w) maps ---------------------
@@ -376,15 +396,17 @@ def ablationcam(model: OnnxModel, images, target, *, batch_size=ABLATIONCAM_BATC
     return np.stack(maps)
 
 
-def reciprocam(model: OnnxModel, images, target, *, kernel="gaussian", batch_size=RECIPROCAM_BATCH_SIZE):
-    """Recipro-CAM: each position's softmax score for class c when only the activations at (and
-    around) it are kept: 1 forward and h*w head passes."""
+def reciprocam(model: OnnxModel, images, target, *, kernel="point", batch_size=RECIPROCAM_BATCH_SIZE):
+    """Recipro-CAM: each position's softmax score for class c when the head sees only the features
+    at it (``kernel``: the authors' ``"point"`` default and ``"gaussian"``, or our
+    ``"gaussian-window"``): 1 forward and h*w head passes."""
+    check_kernel(kernel)
     activations, _, target = first_pass(model, images, target, batch_size)
     height, width = activations.shape[-2:]
-    masks = reciprocam_masks(height, width, kernel)[:, None]  # (hw, 1, h, w)
+    masks = reciprocam_masks(height, width, kernel)
     maps = []
     for b, a in enumerate(activations):
-        probabilities = np.concatenate([softmax(model.head(a * masks[chunk]), axis=1)[:, target[b]]
+        probabilities = np.concatenate([softmax(model.head(reciprocam_features(a, masks, chunk, kernel)), axis=1)[:, target[b]]
                                         for chunk in batches(len(masks), batch_size)])
         maps.append(probabilities.reshape(height, width))
     return np.stack(maps)

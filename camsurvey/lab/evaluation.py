@@ -161,6 +161,10 @@ def winners_by_scenario(results: dict, columns) -> dict:
 
 # ADCC (x 100) that the survey's Table I lists, "values based on Recipro-CAM reports"; None: "-"
 TABLE_I_REPORTED = {"cam": None, "gradcam": 76.4, "gradcam++": 76.34, "scorecam": 78.55, "reciprocam": 81.38}
+# what the reported column is, and which of our columns is computed the same way
+TABLE_I_SOURCE = ("reported: the ResNet-101 block of the Recipro-CAM paper's Table 1 (Byun & Lee), all 50,000 "
+                  "ILSVRC2012 validation images, ground-truth classes; its ADCC is eq. (10) of the averaged parts, "
+                  "so 'of means' is the measured column to compare it with")
 
 
 def table_one(results: dict, plan: dict) -> str:

@@ -30,7 +30,7 @@ from scipy import stats
 from ..common import check_int
 from ..datasets import scenes as scene_data
 from ..methods import explain
-from ..methods.helpers import EVET_TRANSFORMS, INTENSITY_TRANSFORMS
+from ..methods.helpers import GEOMETRIC_TRANSFORMS, INTENSITY_TRANSFORMS
 from ..metrics import HIGHER_IS_BETTER, Score, as_score, energy_pointing_game, make_explainer
 from ..predict import predict_labels
 from .evaluation import evaluate, evaluate_scenes, format_table, passes_per_image
@@ -133,7 +133,7 @@ def cue_energy(runs: dict, methods, cell: int = 8) -> dict:
 
 # ---------------------------------------------------------------- VI.B: EVET with intensity transformations
 
-def evet_variants(geometric=EVET_TRANSFORMS, intensity=tuple(INTENSITY_TRANSFORMS)) -> dict:
+def evet_variants(geometric=GEOMETRIC_TRANSFORMS, intensity=tuple(INTENSITY_TRANSFORMS)) -> dict:
     """(Section VI.B) The transformation sets compared: the base method alone (the identity only),
     EVET's geometric set, the geometric set plus the intensity transformations, and the
     intensity transformations alone (with the identity). ``{name: tuple of transform names}``."""

@@ -44,7 +44,11 @@ def gap_linear_head(model: CamModel, layer: str | None) -> nn.Linear:
 @register("cam", family="activation-based", section="II.A", equation="eq. 1", reference="zhou2016learning",
           cost=lambda shape: {"forward": 1}, needs_gradients=False)
 def cam(model, images, target=None, layer=None):
-    """CAM (Zhou et al.), eq. (1): the class's linear weights applied to the pooled layer's maps."""
+    """CAM (Zhou et al.), eq. (1): the class's linear weights applied to the pooled layer's maps.
+
+    Source: Zhou et al., CVPR 2016, Sec. 2 (the class activation map ``M_c = sum_k w_k^c f_k``).
+    Follows: the paper's formula, without a ReLU (a CAM may be negative).
+    """
     fc = gap_linear_head(model, layer)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
@@ -70,7 +74,13 @@ def first_principal_component(activations: torch.Tensor) -> torch.Tensor:
 @register("eigencam", family="activation-based", section="II.A", equation="Eigen-CAM (first principal component)",
           reference="muhammad2020eigen", cost=lambda shape: {"forward": 1}, needs_gradients=False)
 def eigencam(model, images, target=None, layer=None):
-    """Eigen-CAM: the activations' first principal component, ReLU'd. Class-agnostic: ``target`` is unused."""
+    """Eigen-CAM: the activations' first principal component, ReLU'd. Class-agnostic: ``target`` is unused.
+
+    Source: Muhammad & Yeasin, IJCNN 2020 (the projection of the activations on the first right
+    singular vector). Follows: our reading of the paper's formula: the activations are centred
+    over positions before the SVD (as pytorch-grad-cam's ``get_2d_projection``), and the SVD's
+    arbitrary sign is fixed so that the map agrees with the channel sum (our choice).
+    """
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
     return torch.relu(first_principal_component(activations.float())), target

@@ -115,7 +115,10 @@ def layercam_map(gradients: torch.Tensor, activations: torch.Tensor) -> torch.Te
 @register("gradcam", family="gradient-based", section="II.B", equation="eq. 2, eq. 3",
           reference="selvaraju2017grad", cost=one_pass, needs_gradients=True)
 def gradcam(model, images, target=None, layer=None):
-    """Grad-CAM (Selvaraju et al.), eqs. (2) and (3)."""
+    """Grad-CAM (Selvaraju et al.), eqs. (2) and (3).
+
+    Source: Selvaraju et al., ICCV 2017, eqs. 1 and 2. Follows: the paper's formula.
+    """
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return gradcam_map(gradcam_weights(gradients), activations), target
 
@@ -123,7 +126,15 @@ def gradcam(model, images, target=None, layer=None):
 @register("gradcam++", family="gradient-based", section="II.B", equation="Grad-CAM++ weights (alphas in closed form)",
           reference="chattopadhay2018grad", cost=one_pass, needs_gradients=True)
 def gradcampp(model, images, target=None, layer=None):
-    """Grad-CAM++ (Chattopadhyay et al.): Grad-CAM with alpha-weighted positive gradients."""
+    """Grad-CAM++ (Chattopadhyay et al.): Grad-CAM with alpha-weighted positive gradients.
+
+    Source: Chattopadhyay et al., WACV 2018, eq. 19 (the closed-form alphas under
+    ``Y = exp(S)``). Follows: the paper's formula; where the alphas' denominator is exactly 0
+    alpha is 0, and nothing is added to it. pytorch-grad-cam adds ``eps = 1e-6`` to the
+    denominator: at ``conv_head`` its map agrees with ours (Pearson >= 0.9997), at ``stem``,
+    where the true denominators are about that size, the eps moves it (see the CAM chapter's
+    faithfulness table).
+    """
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return gradcam_map(gradcampp_weights(gradients, activations), activations), target
 
@@ -131,7 +142,12 @@ def gradcampp(model, images, target=None, layer=None):
 @register("xgradcam", family="gradient-based", section="II.B", equation="XGrad-CAM weights",
           reference="fu2020axiom", cost=one_pass, needs_gradients=True)
 def xgradcam(model, images, target=None, layer=None):
-    """XGrad-CAM (Fu et al.): activation-weighted gradients."""
+    """XGrad-CAM (Fu et al.): activation-weighted gradients.
+
+    Source: Fu0511/XGrad-CAM, ``XGrad-CAM.py`` (``X_weights``). Follows: the authors' code, except
+    that they add 1e-6 to each channel's activation sum and we give a channel whose activations
+    sum to 0 the weight 0.
+    """
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return gradcam_map(xgradcam_weights(gradients, activations), activations), target
 
@@ -139,7 +155,12 @@ def xgradcam(model, images, target=None, layer=None):
 @register("layercam", family="gradient-based", section="II.B", equation="Layer-CAM pixel weights",
           reference="jiang2021layercam", cost=one_pass, needs_gradients=True)
 def layercam(model, images, target=None, layer=None):
-    """Layer-CAM (Jiang et al.): each activation weighted by its own positive gradient."""
+    """Layer-CAM (Jiang et al.): each activation weighted by its own positive gradient.
+
+    Source: PengtaoJiang/LayerCAM-jittor, ``cam/layercam.py`` (``activations * relu(gradients)``,
+    summed over channels, ReLU). Follows: the authors' code, at one layer (the authors also fuse
+    the maps of several layers, which this method leaves to the caller).
+    """
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return layercam_map(gradients, activations), target
 
@@ -151,6 +172,9 @@ def hirescam(model, images, target=None, layer=None):
 
     On a head that is global average pooling and one linear layer, dy^c/dA^n_ij = w^c_n / Z at
     every position, so HiResCAM is CAM (eq. 1) divided by Z: the paper's "generalisation of CAM".
+
+    Source: Draelos & Carin, arXiv:2011.08891, Sec. 3. Follows: the paper's formula, with a final
+    ReLU (ours, as in eq. 2 and pytorch-grad-cam's ``HiResCAM``).
     """
     activations, gradients, _, target = forward_and_backward(model, images, layer, target)
     return hirescam_map(gradients, activations), target

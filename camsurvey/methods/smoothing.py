@@ -102,7 +102,11 @@ def saliency_map(gradients: torch.Tensor) -> torch.Tensor:
 @register("saliency", family=SMOOTHING, section="III", equation="|dy^c/dx| (base of eq. 5)",
           reference="simonyan2013deep", cost=lambda shape: {"forward": 1, "backward": 1}, needs_gradients=True)
 def saliency(model, images, target=None, layer=None):
-    """Plain input gradients (Simonyan et al.), at input resolution; ``layer`` is unused."""
+    """Plain input gradients (Simonyan et al.), at input resolution; ``layer`` is unused.
+
+    Source: Simonyan et al., ICLR workshop 2014, Sec. 3.1 (the maximum over colour channels of
+    ``|dy^c/dx|``). Follows: the paper's formula.
+    """
     gradients, _, target = input_gradients(model, images, target)
     return saliency_map(gradients), target
 
@@ -194,7 +198,11 @@ def smoothgrad_cost(shape, *, base, samples, **_) -> dict:
           cost=smoothgrad_cost, needs_gradients=True)
 def smoothgrad(model, images, target=None, layer=None, *, base="saliency", samples=50, sigma=0.15, seed=0,
                batch_size=16):
-    """SmoothGrad (Smilkov et al.), eq. (5): the base method's maps averaged over noisy copies."""
+    """SmoothGrad (Smilkov et al.), eq. (5): the base method's maps averaged over noisy copies.
+
+    Source: Smilkov et al., arXiv:1706.03825, eq. 3 (``sigma`` a fraction of the input's range,
+    Sec. 3). Follows: the paper's formula; the class is chosen once, on the clean image.
+    """
     maps, target = smoothgrad_samples(model, images, target, layer, base=base, samples=samples, sigma=sigma,
                                       seed=seed, batch_size=batch_size)
     return smoothgrad_average(maps), target
@@ -207,24 +215,52 @@ def gradient_moments(gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return gradients.mean(dim=0), gradients.pow(2).mean(dim=0), gradients.pow(3).mean(dim=0)
 
 
-def smoothgradcampp_weights(mean_g, mean_g2, mean_g3, activations) -> torch.Tensor:
-    """Smooth Grad-CAM++'s weights (Omeiza et al.): Grad-CAM++'s closed form with each power of
-    the gradient replaced by its average over noisy copies,
-    ``alpha = <g^2> / (2 <g^2> + sum_ab A_ab <g^3>)``, ``w_n = sum_ij alpha_ij ReLU(<g>_ij)``.
+def smoothgradcampp_alphas(mean_g2: torch.Tensor, mean_g3: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Smooth Grad-CAM++'s pixel coefficients, Grad-CAM++'s closed form on averaged powers of g:
+    ``alpha = <g^2> / (2 <g^2> + sum_ab A_ab <g^3>)``, its denominator floored at ``2 <g^2>``.
 
-    With one copy and no noise this is exactly Grad-CAM++ (``gradcampp_weights``).
+    The guard: for one copy at a position with a positive gradient (the positions the ReLU in
+    the weights keeps) and non-negative activations (a layer after a ReLU, as Grad-CAM++'s
+    derivation assumes), ``sum_ab A_ab g^3 >= 0``, so the denominator is at least ``2 g^2`` and
+    alpha lies in (0, 1/2]. Averaged over noisy copies, ``<g^3>`` can be negative where ``<g>``
+    is positive; the denominator then passes through 0 and alpha jumps by orders of magnitude,
+    so that a change of the input far too small to see changes the map (measured in the
+    smoothing chapter). Flooring the denominator at ``2 <g^2>`` (alpha clamped to [0, 1/2])
+    keeps alpha continuous in the input. For one copy at a layer with non-negative activations
+    it changes nothing; where activations are negative (the linear outputs of EfficientNet's
+    blocks) Grad-CAM++'s own alphas can exceed 1/2 or change sign, and the guard clamps them too.
     """
     denominator = 2 * mean_g2 + activations.sum(dim=(-2, -1), keepdim=True) * mean_g3
-    safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
-    alphas = torch.where(denominator != 0, mean_g2 / safe, torch.zeros_like(mean_g2))
-    return (alphas * torch.relu(mean_g)).sum(dim=(-2, -1))
+    guarded = torch.maximum(denominator, 2 * mean_g2)
+    safe = torch.where(guarded > 0, guarded, torch.ones_like(guarded))
+    return torch.where(guarded > 0, mean_g2 / safe, torch.zeros_like(mean_g2))
+
+
+def smoothgradcampp_weights(mean_g, mean_g2, mean_g3, activations) -> torch.Tensor:
+    """Smooth Grad-CAM++'s weights (Omeiza et al.): ``w_n = sum_ij alpha_ij ReLU(<g>_ij)`` with
+    :func:`smoothgradcampp_alphas`. With one copy and no noise this is Grad-CAM++
+    (``gradcampp_weights``) at every layer whose activations are not negative."""
+    return (smoothgradcampp_alphas(mean_g2, mean_g3, activations) * torch.relu(mean_g)).sum(dim=(-2, -1))
 
 
 @register("smoothgradcam++", family=SMOOTHING, section="III", equation="eq. 5 on Grad-CAM++'s gradients",
           reference="omeiza2019smooth", cost=lambda shape, samples, **_: {"forward": 1 + samples, "backward": 1 + samples}, needs_gradients=True)
-def smoothgradcampp(model, images, target=None, layer=None, *, samples=4, sigma=0.3, seed=0, batch_size=16):
+def smoothgradcampp(model, images, target=None, layer=None, *, samples=4, sigma=0.07, seed=0, batch_size=16):
     """Smooth Grad-CAM++: the gradients dS/dA and their 2nd and 3rd powers averaged over N noisy
-    copies of the input, then Grad-CAM++'s formula on the clean image's activations A."""
+    copies of the input, then Grad-CAM++'s formula on the clean image's activations A.
+
+    Source: Omeiza et al., arXiv:1908.01224, Sec. 3 (the alphas and weights from averaged
+    derivatives). Follows: the paper's formula, with three choices of ours. (1) The paper prints
+    the alphas' numerator with the averaged *first* derivative; like torchcam we use the
+    second-derivative form of Grad-CAM++ it derives from, ``<g^2>``. (2) Grad-CAM++'s closed
+    form assumes ``Y = exp(S)``; its per-copy factor ``exp(S)`` is dropped, as for Grad-CAM++,
+    although over noisy copies it would weight each copy differently. (3) The alphas' denominator
+    is floored at ``2 <g^2>`` (:func:`smoothgradcampp_alphas`), so that a tiny change of the
+    input gives a tiny change of the map. ``sigma`` is a fraction of the image's range: the default 0.07 is about
+    torchcam's ``std=0.3`` in normalised units (0.3 times ImageNet's pixel std 0.226 is 0.068).
+    After EfficientNet-Lite0's ``conv_head`` the gradient does not depend on the input (global
+    pooling and one linear layer), so there the method *is* Grad-CAM++, whatever the noise.
+    """
     sigma, samples = check_sigma(sigma), check_int(samples, "samples")
     check_seed(seed), check_batch_size(batch_size)
     activations, _, _, target = forward_and_backward(model, images, layer, target)
@@ -253,26 +289,57 @@ def smoothed_masked_scores(model, image, masks, class_index, noises, batch_size)
     return total / count
 
 
+SSCAM_NOISE = ("masks", "input")
+
+
 @register("sscam", family=SMOOTHING, section="III", equation="eq. 5 on eq. 4's masks",
           reference="wang2020ss", cost=lambda shape, samples, **_: {"forward": 1 + samples * shape.live}, needs_gradients=False)
-def sscam(model, images, target=None, layer=None, *, samples=35, sigma=2.0, seed=0, batch_size=64):
-    """SS-CAM (Wang et al.): Score-CAM whose channel scores are averaged over N noisy copies of
-    each mask ``norm(up(A^n)) + N(0, sigma^2)`` (noise per pixel, shared by the colour channels);
-    the defaults N = 35, sigma = 2 are torchcam's. Costs N times Score-CAM."""
+def sscam(model, images, target=None, layer=None, *, samples=35, sigma=2.0, noise="masks", seed=0, batch_size=64):
+    """SS-CAM (Wang et al.): Score-CAM whose channel scores are averaged over N noisy copies.
+
+    ``noise="masks"`` (the paper's SS-CAM(1), torchcam's ``SSCAM``): each mask
+    ``norm(up(A^n)) + N(0, sigma^2)``, noise per pixel shared by the colour channels, scores
+    ``F^c(X ⊙ (mask + noise))``. ``noise="input"`` (the paper's SS-CAM(2)): the image gets the
+    noise, ``F^c((X + N(0, (sigma range)^2)) ⊙ mask)``, with ``sigma`` a fraction of the image's
+    range as for SmoothGrad (choose about 0.1-0.2 there). The defaults N = 35, sigma = 2 are
+    torchcam's for the masks. Costs N times Score-CAM.
+
+    Source: Wang, Naidu et al., arXiv:2006.14255 (both variants); torchcam's ``SSCAM`` for the
+    first. Follows: the paper's formula for noise on the masks; for noise on the input our
+    reading (the noisy image masked by the clean mask), as we could read only the paper's summary.
+    """
     sigma, samples = check_sigma(sigma), check_int(samples, "samples")
+    if noise not in SSCAM_NOISE:
+        raise ValueError(f"noise must be one of {SSCAM_NOISE} (what SS-CAM adds the noise to), got {noise!r}")
     check_seed(seed), check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
     generator = torch.Generator().manual_seed(seed)
+    stds = noise_scale(images, sigma)
     maps = []
     for b, image in enumerate(images):
         masks, valid = scorecam_masks(activations[b], image.shape[-2:])
-        noises = (gaussian_noise(masks.shape, sigma, generator, image.device)[valid] for _ in range(samples))
+        if noise == "masks":
+            noises = (gaussian_noise(masks.shape, sigma, generator, image.device)[valid] for _ in range(samples))
+            smoothed_scores = smoothed_masked_scores(model, image, masks[valid], target[b], noises, batch_size)
+        else:
+            noisy = (image + gaussian_noise(image.shape, stds[b].cpu(), generator, image.device) for _ in range(samples))
+            smoothed_scores = smoothed_input_scores(model, noisy, masks[valid], target[b], batch_size)
         smoothed = torch.zeros(len(masks), device=image.device)
-        smoothed[valid] = smoothed_masked_scores(model, image, masks[valid], target[b], noises, batch_size)
+        smoothed[valid] = smoothed_scores
         weights = scorecam_weights(smoothed, scores[b, target[b]], valid)
         maps.append(scorecam_map(weights.unsqueeze(0), activations[b : b + 1])[0])
     return torch.stack(maps), target
+
+
+def smoothed_input_scores(model, noisy_images, masks, class_index, batch_size) -> torch.Tensor:
+    """SS-CAM(2)'s smoothed scores: ``1/N sum_n F^c((X + noise_n) ⊙ mask_k)`` for every mask k;
+    ``noisy_images`` yields the N noisy (3, H, W) images, one held at a time."""
+    total, count = torch.zeros(len(masks), device=masks.device), 0
+    for noisy in noisy_images:
+        total += masked_class_scores(model, noisy, masks, class_index, batch_size)
+        count += 1
+    return total / count
 
 
 # --- Integrated Gradients -------------------------------------------------------------------
@@ -363,45 +430,95 @@ def integrated_gradients_map(attributions: torch.Tensor) -> torch.Tensor:
 @register("integrated-gradients", family=SMOOTHING, section="III", equation="Integrated Gradients",
           reference="sundararajan2017axiomatic", cost=lambda shape, steps, **_: {"forward": 1 + steps, "backward": steps}, needs_gradients=True)
 def integrated_gradients_method(model, images, target=None, layer=None, *, baseline=0.0, steps=50, batch_size=16):
-    """Integrated Gradients at input resolution; ``layer`` is unused."""
+    """Integrated Gradients at input resolution; ``layer`` is unused.
+
+    Source: Sundararajan et al., ICML 2017, eq. 1 and its Riemann sum, Sec. 5. Follows: the
+    paper's formula (the right Riemann sum, as Captum's ``riemann_right``); the map, the absolute
+    value of the colour channels' sum, is our choice.
+    """
     attributions, target = _integrated_gradients(model, images, target, baseline, steps, batch_size)
     return integrated_gradients_map(attributions), target
 
 
 # --- Integrated Grad-CAM --------------------------------------------------------------------
 
-def integrated_gradcam_weights(path_gradients: torch.Tensor) -> torch.Tensor:
-    """Eq. (3) integrated along the path: ``a_n = integral_0^1 mean_ij dS/dA^n_ij(x' + alpha (x - x')) d alpha``,
-    a Riemann sum over the m path points on axis 0."""
-    return gradcam_weights(path_gradients).mean(dim=0)
+def integrated_gradcam_alphas(steps: int) -> torch.Tensor:
+    """The authors' path points ``i / m``, i = 0..m-1 (a left Riemann sum): the baseline is the
+    first point and the image itself is not one (smstrzd/IntegratedGradCAM, ``integrated_gradcam``)."""
+    return torch.arange(steps, dtype=torch.float32) / steps
 
 
-@register("integrated-gradcam", family=SMOOTHING, section="III", equation="eq. 2, eq. 3 integrated along a path",
-          reference="sattarzadeh2021integrated", cost=lambda shape, steps, **_: {"forward": 1 + steps, "backward": 1 + steps}, needs_gradients=True)
-def integrated_gradcam(model, images, target=None, layer=None, *, baseline=0.0, steps=16, batch_size=16):
-    """Integrated Grad-CAM (Sattarzadeh et al.), in our reading: Grad-CAM's gradient term (eq. 3)
-    replaced by its path integral from the baseline to the image, applied to the image's
-    activations (eq. 2). With the image as its own baseline it is Grad-CAM."""
+def integrated_gradcam_terms(gradients: torch.Tensor, activations: torch.Tensor,
+                             baseline_activations: torch.Tensor | None = None) -> torch.Tensor:
+    """A whole Grad-CAM map at each path point x_i, (m, h, w):
+    ``ReLU(sum_k GAP(dy^c/dA^k)(x_i) (A^k(x_i) - A^k(x')))``, with the gradients *and* the
+    activations taken at x_i (eqs. 2 and 3 at x_i); ``A(x')`` is subtracted only when given."""
+    if baseline_activations is not None:
+        activations = activations - baseline_activations
+    return gradcam_map(gradcam_weights(gradients), activations)
+
+
+def integrated_gradcam_map(terms: torch.Tensor) -> torch.Tensor:
+    """Integrated Grad-CAM: ``L^c = sum_i`` of the per-point Grad-CAM maps (axis 0)."""
+    return terms.sum(dim=0)
+
+
+def check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+@register("integrated-gradcam", family=SMOOTHING, section="III", equation="eqs. 2 and 3 summed along a path",
+          reference="sattarzadeh2021integrated", cost=lambda shape, steps, **_: {"forward": 1 + steps, "backward": steps}, needs_gradients=True)
+def integrated_gradcam(model, images, target=None, layer=None, *, baseline=0.0, steps=50, subtract_baseline=False,
+                       batch_size=16):
+    """Integrated Grad-CAM (Sattarzadeh et al.): Grad-CAM maps summed along the straight path from
+    the baseline x' (default black) to the image, ``L = sum_i ReLU(sum_k GAP(dy^c/dA^k)(x_i) A^k(x_i))``
+    at the points ``x_i = x' + (i/m)(x - x')``, i = 0..m-1 (:func:`integrated_gradcam_alphas`).
+
+    Source: smstrzd/IntegratedGradCAM, ``Integrated_Grad_CAM.ipynb`` (``integrated_gradcam``,
+    ``gradient_to_grad_cam_saliency``) and its architecture figure ``docs/IGCAM-arch.svg``.
+    Follows: the authors' code: 50 steps, a black baseline, the baseline as the first point and
+    the image not among them, a ReLU at every point. Their figure also subtracts the baseline's
+    activations A(x') from A(x_i); their notebook, which they give to replicate the paper's
+    results, does not (its saliency function is called without a baseline), so neither does
+    our default; ``subtract_baseline=True`` gives the figure's form (A(x') is the first point's,
+    so it costs nothing more). The class is chosen on the clean image.
+    """
     steps = check_int(steps, "steps")
+    check_flag(subtract_baseline, "subtract_baseline")
     check_batch_size(batch_size)
     baseline = check_baseline(baseline, images)
-    activations, _, _, target = forward_and_backward(model, images, layer, target)
-    alphas = path_alphas(steps)
-    weights = []
+    target, _ = _clean_target(model, images, target)
+    alphas = integrated_gradcam_alphas(steps)
+    maps = []
     for b, image in enumerate(images):
         points = path_points(image, baseline[b], alphas)
-        gradients = torch.cat([forward_and_backward(model, points[chunk], layer,
-                                                    target[b].expand(chunk.stop - chunk.start))[1]
-                               for chunk in batches(steps, batch_size)])
-        weights.append(integrated_gradcam_weights(gradients))
-    return gradcam_map(torch.stack(weights), activations), target
+        total, reference = None, None
+        for chunk in batches(steps, batch_size):
+            activations, gradients, _, _ = forward_and_backward(model, points[chunk], layer,
+                                                                target[b].expand(chunk.stop - chunk.start))
+            if subtract_baseline and reference is None:
+                reference = activations[:1]  # the first point is the baseline itself (alpha = 0)
+            part = integrated_gradcam_map(integrated_gradcam_terms(gradients, activations, reference))
+            total = part if total is None else total + part
+        maps.append(total)
+    return torch.stack(maps), target
 
 
 # --- IS-CAM ---------------------------------------------------------------------------------
 
-def iscam_scales(steps: int) -> torch.Tensor:
-    """The points ``i / N``, i = 1..N, on the path from a black image to ``X ⊙ mask`` (right Riemann sum)."""
-    return torch.arange(1, steps + 1, dtype=torch.float32) / steps
+def iscam_scales(steps: int, accumulate: bool = True) -> torch.Tensor:
+    """The factors the masked input ``X ⊙ mask`` is scaled by, one per step.
+
+    ``accumulate`` (the authors'): the running sums of ``i / N``, i = 1..N, that is
+    1/N, 3/N, 6/N, ... up to (N + 1)/2, as the paper's algorithm accumulates the mask and its
+    first author asked torchcam to do (frgfm/torch-cam#13). Without it (ours): ``i / N``, the
+    points of a right Riemann sum along the path from black to ``X ⊙ mask``.
+    """
+    points = torch.arange(1, steps + 1, dtype=torch.float32) / steps
+    return torch.cumsum(points, 0) if accumulate else points
 
 
 def integrated_masked_scores(model, image, masks, class_index, scales, batch_size) -> torch.Tensor:
@@ -413,15 +530,22 @@ def integrated_masked_scores(model, image, masks, class_index, scales, batch_siz
 
 @register("iscam", family=SMOOTHING, section="III", equation="eq. 4's scores integrated along a path",
           reference="naidu2020is", cost=lambda shape, steps, **_: {"forward": 1 + steps * shape.live}, needs_gradients=False)
-def iscam(model, images, target=None, layer=None, *, steps=10, batch_size=64):
-    """IS-CAM (Naidu et al.): Score-CAM whose channel scores are averaged over the masked input
-    scaled by i/N, i = 1..N -- a Riemann sum of the score along the path from black to
-    ``X ⊙ mask``. Costs N times Score-CAM."""
+def iscam(model, images, target=None, layer=None, *, steps=10, accumulate=True, batch_size=64):
+    """IS-CAM (Naidu et al.): Score-CAM whose channel scores are averaged over N copies of the
+    masked input scaled by :func:`iscam_scales`. Costs N times Score-CAM.
+
+    Source: Naidu et al., arXiv:2010.03023, Algorithm 1; its first author's request in
+    frgfm/torch-cam#13. Follows: the paper's formula: the mask accumulates, so the scales are
+    1/N, 3/N, 6/N, ... (``accumulate=True``, what torchcam's ``ISCAM`` computes). The scales rise
+    above 1, off the path from black to ``X ⊙ mask`` that the name "integrated" suggests;
+    ``accumulate=False`` is our variant that stays on it (scales i/N).
+    """
     steps = check_int(steps, "steps")
+    check_flag(accumulate, "accumulate")
     check_batch_size(batch_size)
     activations, scores = forward_activations(model, images, layer)
     target = resolve_target(target, scores)
-    scales = iscam_scales(steps)
+    scales = iscam_scales(steps, accumulate)
     maps = []
     for b, image in enumerate(images):
         masks, valid = scorecam_masks(activations[b], image.shape[-2:])

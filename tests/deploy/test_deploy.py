@@ -89,6 +89,18 @@ def test_head_methods_on_onnx_runtime_equal_pytorch_on_every_bundled_photo(expor
     assert all(pearson(a, b) >= 0.999 for a, b in zip(on_onnx, on_torch))
 
 
+@pytest.mark.parametrize("kernel", ["gaussian", "gaussian-window"])
+def test_reciprocam_kernels_on_onnx_runtime_equal_pytorch(exported, model, photos, kernel):
+    on_onnx = cs.explain("reciprocam", exported, photos[:2], kernel=kernel)
+    on_torch = cs.explain("reciprocam", model, photos[:2], kernel=kernel)
+    assert all(pearson(a, b) >= 0.999 for a, b in zip(on_onnx, on_torch))
+
+
+def test_runtime_refuses_an_unknown_reciprocam_kernel(exported, photos):
+    with pytest.raises(ValueError, match="gaussian-window"):
+        runtime.explain("reciprocam", exported, photos[:1].numpy(), kernel="box")
+
+
 @pytest.fixture(scope="module")
 def small_export(model, tmp_path_factory):
     """The export for Score-CAM: split at "stem" (32 channels), for 96 x 96 photos."""
@@ -145,8 +157,14 @@ def test_the_numpy_formulas_equal_the_torch_ones():
     assert np.allclose(runtime.up(maps.numpy(), (50, 31)), plumbing.upsample(maps, (50, 31)).numpy(), atol=1e-6)
     assert np.allclose(runtime.norm(maps.numpy()), plumbing.normalize(maps).numpy(), atol=1e-6)
     assert not runtime.norm(maps.numpy())[0, 1].any()
-    for kernel in ("gaussian", "point"):
-        assert np.allclose(runtime.reciprocam_masks(4, 6, kernel), perturbation.reciprocam_masks(4, 6, kernel).numpy())
+    assert runtime.RECIPROCAM_KERNELS == tuple(perturbation.RECIPROCAM_KERNELS)
+    features = torch.rand(5, 4, 6, generator=torch.Generator().manual_seed(1))
+    for kernel in runtime.RECIPROCAM_KERNELS:
+        masks = perturbation.reciprocam_masks(4, 6, kernel)
+        assert np.allclose(runtime.reciprocam_masks(4, 6, kernel), masks.numpy())
+        for chunk in (slice(0, 24), slice(7, 13)):
+            assert np.allclose(runtime.reciprocam_features(features.numpy(), masks.numpy(), chunk, kernel),
+                               perturbation.reciprocam_features(features, masks, chunk, kernel).numpy())
     scores, valid = torch.randn(6), torch.tensor([True, False, True, True, False, True])
     assert np.allclose(runtime.scorecam_weights(scores.numpy(), 0.5, valid.numpy()),
                        perturbation.scorecam_weights(scores, torch.tensor(0.5), valid).numpy(), atol=1e-6)

@@ -172,3 +172,22 @@ def test_torchcam_gradcampp_drops_the_alpha_denominator(model, images, targets):
     for b in range(len(images)):
         assert pearson(emulated[b], theirs[b]) >= 0.999
     assert min(pearson(ours[b], theirs[b]) for b in range(len(images))) < 0.99
+
+
+def test_pytorch_grad_cam_gradcampp_is_the_closed_form_plus_its_eps(model, images, targets):
+    """Where our Grad-CAM++ and the peer part (at "stem", whose true alpha denominators are about
+    the size of the peer's eps = 1e-6), the closed form with that eps added reproduces the peer:
+    the difference is the eps, not the formula. At conv_head the eps does not matter."""
+    from camsurvey.lab import faithfulness
+
+    for layer in ("stem", "conv_head"):
+        theirs = run_pytorch_grad_cam(pytorch_grad_cam.GradCAMPlusPlus, model, images, targets, layer)
+        with_eps = cs.plumbing.normalize(cs.plumbing.upsample(
+            faithfulness.gradcampp_authors(model, images, targets, layer, eps=1e-6), images.shape[-2:]))
+        ours = cs.explain("gradcam++", model, images, target=targets, layer=layer)
+        for b in range(len(images)):
+            assert pearson(with_eps[b], theirs[b]) >= 0.999, (layer, PHOTOS[b])
+            if layer == "conv_head":
+                assert pearson(ours[b], theirs[b]) >= 0.999, PHOTOS[b]
+        if layer == "stem":
+            assert min(pearson(ours[b], theirs[b]) for b in range(len(images))) < 0.99

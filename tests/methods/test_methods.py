@@ -190,8 +190,9 @@ def test_scorecam_batch_size_does_not_change_the_map(model, small):
     assert torch.allclose(one, many, rtol=1e-4, atol=1e-6)
 
 
-def slow_reciprocam(model, image, layer):
-    """Recipro-CAM with one head pass per feature-map position and a hand-built 3x3 Gaussian mask."""
+def slow_gaussian_window(model, image, layer):
+    """Our Gaussian-window Recipro-CAM with one head pass per position and a hand-built 3x3 Gaussian
+    window over each position's own activations (the authors' kernels: tests/methods/test_faithfulness.py)."""
     _, head = model.split(layer)
     activations, scores = forward_activations(model, image, layer)
     c = int(scores.argmax())
@@ -209,15 +210,16 @@ def slow_reciprocam(model, image, layer):
     return saliency
 
 
-def test_reciprocam_matches_one_head_pass_per_position(model, chelsea):
-    ours, _ = cs.METHODS["reciprocam"].function(model, chelsea, None, None)
-    assert torch.allclose(ours[0], slow_reciprocam(model, chelsea, None), rtol=1e-4, atol=1e-6)
+def test_reciprocam_gaussian_window_matches_one_head_pass_per_position(model, chelsea):
+    ours, _ = cs.METHODS["reciprocam"].function(model, chelsea, None, None, kernel="gaussian-window")
+    assert torch.allclose(ours[0], slow_gaussian_window(model, chelsea, None), rtol=1e-4, atol=1e-6)
 
 
 def test_reciprocam_point_masks_keep_a_single_position():
     masks = perturbation.reciprocam_masks(3, 4, "point")
     assert masks.shape == (12, 3, 4) and torch.equal(masks.sum(dim=(1, 2)), torch.ones(12))
-    gaussian = perturbation.reciprocam_masks(3, 4)
+    assert torch.equal(perturbation.reciprocam_masks(3, 4), masks)  # the authors' default
+    gaussian = perturbation.reciprocam_masks(3, 4, "gaussian")
     assert gaussian[5, 1, 1] == 0.25 and gaussian[5, 0, 1] == 0.125 and gaussian[5, 0, 0] == 0.0625
 
 
@@ -271,6 +273,11 @@ def test_bad_images_are_refused_with_a_clear_message(model, images, error, messa
     for name in ("gradcam", "scorecam", "reciprocam"):
         with pytest.raises(error, match=message):
             cs.explain(name, model, images)
+
+
+def test_unknown_reciprocam_kernel_is_refused_naming_the_kernels(model, chelsea):
+    with pytest.raises(ValueError, match="gaussian-window"):
+        cs.explain("reciprocam", model, chelsea, kernel="box")
 
 
 @pytest.mark.parametrize("name", ["scorecam", "ablationcam", "reciprocam"])

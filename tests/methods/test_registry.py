@@ -53,3 +53,36 @@ def test_unknown_parameter_in_a_cost_is_refused():
 
     with pytest.raises(ValueError, match="no parameter"):
         cs.METHODS["scorecam"].count_passes(10, 4, samples=3)
+
+
+def test_every_method_names_its_source_and_how_faithfully_it_follows_it():
+    """Each method's docstring says where its definition comes from and whether we follow the
+    authors' code, the paper's formula, or our own reading (issue 17)."""
+    import re
+
+    from camsurvey.lab import faithfulness
+
+    follows = ("the authors' code", "the paper's formula", "our reading")  # written out again: the test's own
+    pattern = re.compile(r"Source: (.+?) Follows: (" + "|".join(map(re.escape, follows)) + ")")
+    for name, entry in cs.METHODS.items():
+        docstring = " ".join((entry.function.__doc__ or "").split())
+        found = pattern.search(docstring)
+        assert found, f"{name}: the docstring lacks 'Source: ... Follows: {' | '.join(follows)}'"
+        source = found.group(1)
+        # a source is a repository (owner/name), a paper (authors and venue or arXiv id), or both
+        assert re.search(r"[\w-]+/[\w.-]+|et al\.|arXiv:|\b(19|20)\d\d\b", source), (name, source)
+        assert faithfulness.provenance(name).follows == found.group(2), name
+
+
+def test_provenance_refuses_a_method_without_the_statement():
+    import pytest
+
+    from camsurvey.lab import faithfulness
+    from camsurvey.methods.registry import METHODS, Method
+
+    METHODS["undocumented"] = Method("undocumented", lambda *a: None, "helper", "IV", "", "", lambda shape: {}, False)
+    try:
+        with pytest.raises(ValueError, match="undocumented"):
+            faithfulness.provenance("undocumented")
+    finally:
+        del METHODS["undocumented"]

@@ -88,11 +88,19 @@ def test_integrated_gradients_is_implementation_invariant():
                                sm.integrated_gradients_of(other_form, x, baseline, 64))
 
 
-def test_integrated_gradcam_with_the_image_as_baseline_is_gradcam(model, photo):
+def test_integrated_gradcam_with_the_image_as_baseline_is_m_times_gradcam(model, photo):
+    """Every path point is the image itself: the sum of m Grad-CAM maps, and with the baseline's
+    activations subtracted, nothing at all."""
     image = resized(photo, 96)
-    ours, _ = sm.integrated_gradcam(model, image, None, None, baseline=image, steps=2)
+    ours, _ = sm.integrated_gradcam(model, image, None, None, baseline=image, steps=3)
     theirs, _ = gradient.gradcam(model, image, None, None)
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours, 3 * theirs, rtol=1e-4, atol=1e-6)
+    subtracted, _ = sm.integrated_gradcam(model, image, None, None, baseline=image, steps=3, subtract_baseline=True)
+    assert not subtracted.any()
+
+
+def test_integrated_gradcam_path_starts_at_the_baseline_and_stops_before_the_image():
+    assert torch.equal(sm.integrated_gradcam_alphas(4), torch.tensor([0.0, 0.25, 0.5, 0.75]))
 
 
 # --- SmoothGrad (eq. 5) ---------------------------------------------------------------------
@@ -207,9 +215,9 @@ def test_sscam_matches_torchcam_on_the_same_noise(model, photo):
 
 
 def test_iscam_matches_torchcam_with_its_cumulative_scales(model, photo):
-    """torchcam scales the masked input by the running sums 1/N, 3/N, 6/N, ... (up to (N+1)/2),
-    we by i/N, i = 1..N (a Riemann sum of the path from black to X ⊙ mask). With torchcam's
-    scales and masks our pieces reproduce its map."""
+    """torchcam scales the masked input by the running sums 1/N, 3/N, 6/N, ... (up to (N+1)/2), as
+    the paper's algorithm and our default do (our variant: i/N). With torchcam's masks (it
+    normalises A^n before upsampling it) our pieces reproduce its map."""
     from torchcam.methods import ISCAM
 
     image, steps, layer = resized(photo, 96), 4, "block0"
@@ -217,7 +225,7 @@ def test_iscam_matches_torchcam_with_its_cumulative_scales(model, photo):
     # torchcam normalises A^n before upsampling (we after): build its masks to isolate the scales
     masks = plumbing.upsample(plumbing.normalize(activations), image.shape[-2:])[0]
     valid = torch.ones(len(masks), dtype=torch.bool)
-    cumulative = torch.cumsum(sm.iscam_scales(steps), 0)
+    cumulative = sm.iscam_scales(steps)
     integrated = sm.integrated_masked_scores(model, image[0], masks[valid], 285, cumulative, 64)
     weights = torch.zeros(len(masks)).masked_scatter(valid, integrated)
     rebuilt = perturbation.scorecam_map(perturbation.scorecam_weights(weights, scores[0, 285], valid)[None],
@@ -225,8 +233,8 @@ def test_iscam_matches_torchcam_with_its_cumulative_scales(model, photo):
     with ISCAM(model, target_layer=layer, num_samples=steps, input_shape=(3, 96, 96)) as extractor:
         model(image)
         theirs = extractor(285)[0][0]
-    assert pearson(rebuilt, theirs) >= 0.99
-    assert not torch.allclose(cumulative, sm.iscam_scales(steps))
+    assert pearson(rebuilt, theirs) >= 0.999
+    assert not torch.allclose(cumulative, sm.iscam_scales(steps, accumulate=False))
 
 
 # --- bad parameters -------------------------------------------------------------------------
@@ -242,11 +250,35 @@ def test_iscam_matches_torchcam_with_its_cumulative_scales(model, photo):
     ("integrated-gradients", {"steps": 0}, "steps"),
     ("integrated-gradcam", {"steps": 1.5}, "steps"),
     ("iscam", {"steps": 0}, "steps"),
+    ("sscam", {"noise": "image"}, "noise"),
     ("integrated-gradients", {"baseline": torch.zeros(3, 10, 10)}, "baseline has shape"),
 ])
 def test_bad_parameters_give_clear_errors(model, photo, method, params, message):
     with pytest.raises(ValueError, match=message):
         cs.explain(method, model, resized(photo, 64), **params)
+
+
+@pytest.mark.parametrize("method, params", [("iscam", {"accumulate": 1}), ("integrated-gradcam", {"subtract_baseline": "yes"})])
+def test_flags_must_be_booleans(model, photo, method, params):
+    with pytest.raises(TypeError, match="True or False"):
+        cs.explain(method, model, resized(photo, 64), **params)
+
+
+def test_sscam_with_input_noise_averages_scores_of_noisy_images_masked_by_clean_masks(model, photo):
+    image, layer, seed, sigma = resized(photo, 96), "block0", 4, 0.1
+    ours, _ = sm.sscam(model, image, 285, layer, samples=2, sigma=sigma, noise="input", seed=seed)
+    activations, scores = plumbing.forward_activations(model, image, layer)
+    masks, valid = perturbation.scorecam_masks(activations[0], image.shape[-2:])
+    generator = torch.Generator().manual_seed(seed)
+    std = sm.noise_scale(image, sigma)[0]
+    noisy = [image[0] + torch.randn(image.shape[1:], generator=generator) * std for _ in range(2)]
+    averaged = sum(perturbation.masked_class_scores(model, x, masks[valid], 285, 64) for x in noisy) / 2
+    smoothed = torch.zeros(len(masks)).masked_scatter(valid, averaged)
+    expected = perturbation.scorecam_map(perturbation.scorecam_weights(smoothed, scores[0, 285], valid)[None],
+                                         activations)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+    on_masks, _ = sm.sscam(model, image, 285, layer, samples=2, sigma=sigma, seed=seed)
+    assert pearson(ours, on_masks) < 0.9999
 
 
 def test_integrated_gradients_attributions_rejects_a_baseline_of_the_wrong_type(model, photo):
