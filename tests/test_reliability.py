@@ -275,9 +275,9 @@ def test_a_layer_with_constant_activations_gives_zeros(name):
 def test_reciprocam_on_constant_activations_shows_only_what_its_kernel_makes():
     images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     model = constant_layer_model()
-    assert not cs.explain("reciprocam", model, images, kernel="point").any()
-    # the Gaussian kernel keeps less of A at the border than inside: a symmetric frame, not noise
-    framed = cs.explain("reciprocam", model, images)[0]
+    assert not cs.explain("reciprocam", model, images).any()  # the authors' point mask (the default)
+    # our Gaussian window keeps less of A at the border than inside: a symmetric frame, not noise
+    framed = cs.explain("reciprocam", model, images, kernel="gaussian-window")[0]
     assert torch.allclose(framed, framed.flip(0), atol=5e-3) and torch.allclose(framed, framed.T, atol=5e-3)
     assert framed[16, 16] > 0.9 and framed[0, 0] < 0.1
 
