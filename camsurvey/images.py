@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .common import check_int
 from .files import DATA_DIR
+from .typing import Box, ImageLike
 
 PHOTOS_FILE = DATA_DIR / "photos.json"
 
@@ -126,7 +128,7 @@ def _open_file(path: Path) -> np.ndarray:
         raise ValueError(f"{str(path)!r} is not an image file PIL can read: {error}") from None
 
 
-def read_photo(image) -> np.ndarray:
+def read_photo(image: ImageLike) -> np.ndarray:
     """The original (h, w, 3) uint8 RGB pixels of ``image``: a bundled photo's name, an image
     file's path, or an image already in memory (a PIL image, a numpy array, a torch tensor
     (3, H, W) or (1, 3, H, W) with values in [0, 1])."""
@@ -163,7 +165,7 @@ def _check_size(size):
     check_int(size, "size", minimum=32, hint="the side of the square image in pixels")
 
 
-def load_image(image, size: int = 224) -> torch.Tensor:
+def load_image(image: ImageLike, size: int = 224) -> torch.Tensor:
     """A (1, 3, size, size) float tensor in [0, 1] from a bundled photo's name, an image path, or an
     image in memory (PIL image, numpy array, tensor; see :func:`read_photo`).
 
@@ -174,7 +176,7 @@ def load_image(image, size: int = 224) -> torch.Tensor:
     return torch.from_numpy(square.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
 
 
-def load_images(images, size: int = 224) -> torch.Tensor:
+def load_images(images: Sequence[ImageLike], size: int = 224) -> torch.Tensor:
     """Several images (a list of anything :func:`load_image` takes) stacked into one (B, 3, size, size) batch."""
     if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
         raise TypeError(f"load_images takes a list of images, got one {type(images).__name__} ({str(images)[:40]!r}); "
@@ -195,7 +197,7 @@ def load_box(name: str, size: int = 224) -> tuple[int, int, int, int]:
     return (round(x0 * size / width), round(y0 * size / height), round(x1 * size / width), round(y1 * size / height))
 
 
-def box_mask(box, size: int = 224) -> torch.Tensor:
+def box_mask(box: Box, size: int = 224) -> torch.Tensor:
     """A (size, size) boolean mask that is True inside ``box``."""
     x0, y0, x1, y1 = box
     mask = torch.zeros(size, size, dtype=torch.bool)

@@ -25,7 +25,7 @@ No metric depends on a particular method: Coherency re-explains the explanation 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from .common import check_int
 from .methods import METHODS, explain, get_method
 from .methods.smoothing import check_baseline  # the one check of a baseline image
 from .plumbing import check_images, resolve_target
+from .typing import Box, Boxes, ClassTarget, Explainer, Region
 
 IOU_THRESHOLD = 0.2  # CAM's rule (Zhou et al.): keep the pixels above 20% of the map's maximum
 
@@ -56,7 +57,7 @@ def as_score(per_image: torch.Tensor) -> Score:
 
 # ---------------------------------------------------------------- checking inputs
 
-def check_saliency(saliency, images: torch.Tensor | None = None) -> torch.Tensor:
+def check_saliency(saliency: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
     """``saliency`` as a float (B, H, W) tensor in [0, 1], matching ``images`` (B, 3, H, W) if given."""
     if not isinstance(saliency, torch.Tensor):
         raise TypeError(f"saliency must be a torch.Tensor (B, H, W) in [0, 1], got {type(saliency).__name__}")
@@ -79,7 +80,7 @@ def check_saliency(saliency, images: torch.Tensor | None = None) -> torch.Tensor
     return saliency.float()
 
 
-def check_boxes(boxes, count: int, size) -> torch.Tensor:
+def check_boxes(boxes: Boxes, count: int, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """``boxes`` (one ``(x0, y0, x1, y1)`` per image, x1/y1 exclusive) as a (B, 4) long tensor."""
     if boxes is None or isinstance(boxes, (str, bytes)):
         raise TypeError(f"boxes must be one (x0, y0, x1, y1) box of whole pixel coordinates per image, got {boxes!r}; "
@@ -108,7 +109,7 @@ def check_boxes(boxes, count: int, size) -> torch.Tensor:
     return boxes
 
 
-def region_masks(region, saliency: torch.Tensor) -> torch.Tensor:
+def region_masks(region: Region, saliency: torch.Tensor) -> torch.Tensor:
     """The ground truth as (B, H, W) bool masks: from boxes (B, 4) or from masks (B, H, W)."""
     if isinstance(region, np.ndarray) and region.ndim >= 2 and region.shape[-1] != 4:
         region = torch.from_numpy(np.ascontiguousarray(region))
@@ -133,7 +134,7 @@ def region_masks(region, saliency: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- localisation
 
-def energy_pointing_game(saliency: torch.Tensor, region) -> Score:
+def energy_pointing_game(saliency: torch.Tensor, region: Region) -> Score:
     """Energy-based pointing game (eq. 6): sum of the map inside the box over its sum on the image.
 
     ``region``: one box ``(x0, y0, x1, y1)`` per image, or exact (B, H, W) object masks.
@@ -161,7 +162,7 @@ def estimated_box(saliency_map: torch.Tensor, threshold: float = IOU_THRESHOLD) 
     return cols.start, rows.start, cols.stop, rows.stop
 
 
-def box_iou(box_a, box_b) -> float:
+def box_iou(box_a: Box | None, box_b: Box | None) -> float:
     """IoU of two boxes (eq. 7): pixels in both over pixels in either (x1/y1 exclusive)."""
     if box_a is None or box_b is None:
         return 0.0
@@ -172,7 +173,7 @@ def box_iou(box_a, box_b) -> float:
     return overlap / union if union > 0 else 0.0
 
 
-def localization_iou(saliency: torch.Tensor, boxes, threshold: float = IOU_THRESHOLD) -> Score:
+def localization_iou(saliency: torch.Tensor, boxes: Boxes, threshold: float = IOU_THRESHOLD) -> Score:
     """IoU (eq. 7) of each map's estimated box (:func:`estimated_box`) with its ground-truth box.
 
     ``threshold``: the fraction of the map's maximum at which it is binarised. The survey
@@ -189,7 +190,7 @@ def localization_iou(saliency: torch.Tensor, boxes, threshold: float = IOU_THRES
 
 # ---------------------------------------------------------------- faithfulness
 
-def check_model(model) -> nn.Module:
+def check_model(model: nn.Module) -> nn.Module:
     """``model`` if it is a PyTorch classifier the metrics can run, else a TypeError that says what to do."""
     if not isinstance(model, nn.Module):
         hint = ("; the faithfulness metrics run the PyTorch model: compute the maps on the ONNX export with "
@@ -219,7 +220,8 @@ def explanation_map(images: torch.Tensor, saliency: torch.Tensor) -> torch.Tenso
     return images * saliency.to(images.device).unsqueeze(1)
 
 
-def _prepare(model, images, saliency, target):
+def _prepare(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
+             target: ClassTarget) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Checked inputs, the target per image, and the model's confidence ``s`` on the full images."""
     check_model(model)
     images = check_images(images).cpu()
@@ -236,7 +238,7 @@ def confidence_drop(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     return (full - masked).clamp_min(0) / full.clamp_min(1e-12)
 
 
-def average_drop(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None) -> Score:
+def average_drop(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target: ClassTarget = None) -> Score:
     """Average Drop (eq. 8): the relative fall of the class confidence when the model sees ``x * map``.
 
     Per image ``max(0, s - s') / s`` (in [0, 1]); lower is better. ``target=None``: top-1 class.
@@ -246,7 +248,7 @@ def average_drop(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
     return as_score(confidence_drop(full, masked))
 
 
-def increase_in_confidence(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None) -> Score:
+def increase_in_confidence(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target: ClassTarget = None) -> Score:
     """Increase in Confidence (eq. 9): 1 where the confidence on ``x * map`` exceeds that on ``x``."""
     images, saliency, target, full = _prepare(model, images, saliency, target)
     masked = confidence(model, explanation_map(images, saliency), target)
@@ -274,7 +276,8 @@ def causal_frames(start: torch.Tensor, finish: torch.Tensor, saliency_map: torch
     return start * (1 - moved) + finish * moved
 
 
-def causal_curve(model, start, finish, saliency, target, steps, batch_size) -> torch.Tensor:
+def causal_curve(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, saliency: torch.Tensor,
+                 target: torch.Tensor, steps: int, batch_size: int) -> torch.Tensor:
     """Class probability as the pixels of ``finish`` replace those of ``start``, most salient first.
 
     Returns (B, steps + 1): the probability after 0, 1/steps, ..., all of the pixels moved.
@@ -317,8 +320,8 @@ def _canvas(baseline, images: torch.Tensor, default) -> torch.Tensor:
     return default(images) if baseline is None else check_baseline(baseline, images).cpu()
 
 
-def deletion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
-                   baseline=None, batch_size: int = 32) -> torch.Tensor:
+def deletion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target: ClassTarget = None, *, steps: int = 16,
+                   baseline: torch.Tensor | float | None = None, batch_size: int = 32) -> torch.Tensor:
     """Deletion's curve (Petsiuk et al.), (B, steps + 1): the class probability as the most salient
     pixels are replaced by ``baseline`` (default: zeros, black) in ``steps`` equal chunks."""
     _check_curve_options(steps, batch_size)
@@ -327,8 +330,8 @@ def deletion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tenso
     return causal_curve(model, images, canvas, saliency, target, steps, batch_size)
 
 
-def insertion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
-                    baseline=None, batch_size: int = 32) -> torch.Tensor:
+def insertion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target: ClassTarget = None, *, steps: int = 16,
+                    baseline: torch.Tensor | float | None = None, batch_size: int = 32) -> torch.Tensor:
     """Insertion's curve (Petsiuk et al.), (B, steps + 1): the class probability as the true pixels
     come back, most salient first, in ``steps`` equal chunks, over ``baseline`` (default: the
     :func:`blurred` image). Point k is after ``round(k * H*W / steps)`` pixels."""
@@ -338,8 +341,8 @@ def insertion_curve(model: nn.Module, images: torch.Tensor, saliency: torch.Tens
     return causal_curve(model, canvas, images, saliency, target, steps, batch_size)
 
 
-def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
-                 baseline=None, batch_size: int = 32) -> Score:
+def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target: ClassTarget = None, *, steps: int = 16,
+                 baseline: torch.Tensor | float | None = None, batch_size: int = 32) -> Score:
     """Deletion (Petsiuk et al.): area under the class probability as the most salient pixels turn black.
 
     The pixels are removed in ``steps`` equal chunks; ``baseline`` (default: zeros, black) is what
@@ -351,8 +354,8 @@ def deletion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor,
                                               batch_size=batch_size)))
 
 
-def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target=None, *, steps: int = 16,
-                  baseline=None, batch_size: int = 32) -> Score:
+def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, target: ClassTarget = None, *, steps: int = 16,
+                  baseline: torch.Tensor | float | None = None, batch_size: int = 32) -> Score:
     """Insertion (Petsiuk et al.): area under the class probability as the most salient pixels appear.
 
     The curve (:func:`insertion_curve`) starts from ``baseline`` (default: :func:`blurred` image)
@@ -384,10 +387,13 @@ def mean_pearson(first: torch.Tensor, second: torch.Tensor) -> float | None:
     return None if torch.isnan(correlations).any() else float(correlations.mean())
 
 
-def make_explainer(explainer, model=None, layer=None, **params) -> Callable:
+def make_explainer(explainer: Explainer, model: nn.Module | None = None, layer: str | None = None,
+                   **params: Any) -> Callable:
     """A callable ``(images, target) -> saliency``: from a method name of :data:`METHODS`, or as given."""
     if isinstance(explainer, str):
         get_method(explainer)
+        if model is None:
+            raise ValueError(f"explaining with {explainer!r} needs the model: make_explainer(name, model)")
         return lambda images, target: explain(explainer, model, images, target=target, layer=layer, **params)
     if not callable(explainer):
         raise TypeError(f"explainer must be a method name from {sorted(METHODS)} or a callable "
@@ -395,7 +401,7 @@ def make_explainer(explainer, model=None, layer=None, **params) -> Callable:
     return explainer
 
 
-def coherency(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, explainer, target=None, **params) -> Score:
+def coherency(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, explainer: Explainer, target: ClassTarget = None, **params: Any) -> Score:
     """Coherency (Poppi et al.): ``(Pearson(map(x), map(x * map(x))) + 1) / 2``, in [0, 1].
 
     ``explainer`` recomputes the map on the explanation map ``x * map(x)`` for the same class:
@@ -422,7 +428,8 @@ def complexity(saliency: torch.Tensor) -> Score:
     return as_score(saliency.abs().mean(dim=(-2, -1)))
 
 
-def adcc(coherency_value, complexity_value, average_drop_value):
+def adcc(coherency_value: float | torch.Tensor, complexity_value: float | torch.Tensor,
+         average_drop_value: float | torch.Tensor) -> torch.Tensor:
     """ADCC (eq. 10): the harmonic mean of Coherency, 1 - Complexity and 1 - Average Drop.
 
     Takes floats or tensors (per image), each a fraction in [0, 1] (a NaN or a value outside is
@@ -458,8 +465,8 @@ class ADCCScore(NamedTuple):
         return float(adcc(self.coherency.mean, self.complexity.mean, self.average_drop.mean))
 
 
-def adcc_score(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, explainer, target=None,
-               **params) -> ADCCScore:
+def adcc_score(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, explainer: Explainer, target: ClassTarget = None,
+               **params: Any) -> ADCCScore:
     """ADCC (eq. 10) per image, then averaged; also returns its three parts."""
     coherency_score = coherency(model, images, saliency, explainer, target, **params)
     complexity_score = complexity(saliency)

@@ -28,7 +28,7 @@ from .models.layouts import Layout, detect_layout
 from .models.wrap import WrappedModel, check_scores, closest_first, equivalent_layer, listing, probe, valid_layers
 
 
-def check_images(images, model: CamModel | None = None) -> torch.Tensor:
+def check_images(images: torch.Tensor, model: CamModel | WrappedModel | None = None) -> torch.Tensor:
     """Return ``images`` as a float (B, 3, H, W) tensor in [0, 1] on the model's device.
 
     Raises a :class:`ValueError` or :class:`TypeError` that says what to change.

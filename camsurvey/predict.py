@@ -24,7 +24,7 @@ def top_k(model: CamModel, images: torch.Tensor, k: int = 5) -> list[list[tuple[
             for row_p, row_i in zip(probabilities, indices)]
 
 
-def predict_labels(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict_labels(model: CamModel, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """The top-1 class of each image, (B,) on the CPU, in batches of ``batch_size`` (no gradients)."""
     images = check_images(images, model)
     with torch.no_grad():

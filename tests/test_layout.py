@@ -11,7 +11,7 @@ PACKAGE = Path(camsurvey.__file__).resolve().parent
 
 # lowest first; a module may import from its own layer and the layers below it
 LAYERS = [
-    ("torch-free core", ("camsurvey.common", "camsurvey.files", "camsurvey.deploy", "camsurvey.deploy.runtime")),
+    ("torch-free core", ("camsurvey.common", "camsurvey.files", "camsurvey.typing", "camsurvey.deploy", "camsurvey.deploy.runtime")),
     ("library", ("camsurvey.models", "camsurvey.images", "camsurvey.datasets", "camsurvey.plumbing",
                  "camsurvey.methods", "camsurvey.metrics", "camsurvey.predict", "camsurvey.viz")),
     ("deployment export", ("camsurvey.deploy.onnx_export",)),

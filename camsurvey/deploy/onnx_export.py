@@ -43,6 +43,7 @@ from .. import files
 from ..common import check_int
 from ..models.base import CamModel
 from ..plumbing import check_layer
+from ..typing import PathLike
 from .runtime import FEATURES_FILE, FORMAT, HEAD_FILE, MANIFEST_FILE, OnnxModel, check_threads, load, sha256_of
 from .runtime import METHODS as ONNX_METHODS
 
@@ -131,7 +132,7 @@ def _write_export(model: CamModel, layer: str, folder: Path, input_size: int, op
     return onnx_model
 
 
-def export(model: CamModel, folder=None, layer: str | None = None, *, input_size: int | None = None,
+def export(model: CamModel, folder: PathLike | None = None, layer: str | None = None, *, input_size: int | None = None,
            opset: int = DEFAULT_OPSET, overwrite: bool = False, threads: int | None = None) -> OnnxModel:
     """Write ``model`` split at ``layer`` as ONNX into ``folder``; returns it loaded (:func:`load`).
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import correlate
@@ -43,6 +45,7 @@ from ..common import (
     check_int,
     sha256_of,
 )
+from ..typing import IndexTarget, PathLike
 
 FEATURES_FILE, HEAD_FILE, MANIFEST_FILE = "features.onnx", "head.onnx", "camsurvey-onnx.json"
 FORMAT = "camsurvey-onnx/1"
@@ -51,7 +54,7 @@ GAUSSIAN_3X3 = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dty
 
 # --- the exported model ---------------------------------------------------------------------
 
-def check_threads(threads):
+def check_threads(threads: int | None) -> None:
     if threads is not None:
         check_int(threads, "threads", hint="or None for ONNX Runtime's choice")
 
@@ -77,7 +80,7 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def execution_providers(available=None) -> list[str]:
+def execution_providers(available: Sequence[str] | None = None) -> list[str]:
     """ONNX Runtime's providers for a session: CUDA first where this onnxruntime has it (the
     ``onnxruntime-gpu`` build), the CPU always as the fallback for what CUDA does not run.
 
@@ -145,7 +148,7 @@ def _open_session(folder: Path, entry: dict, threads: int | None):
         raise ValueError(f"ONNX Runtime cannot open {path} ({error}); " + _reexport_hint(folder)) from None
 
 
-def load(folder, *, threads: int | None = None) -> OnnxModel:
+def load(folder: PathLike, *, threads: int | None = None) -> OnnxModel:
     """Open an export written by :func:`camsurvey.deploy.export`, after checking its manifest,
     files and checksums. ``threads``: ONNX Runtime's intra-op threads; ``None`` for its default
     (one per core). A missing or corrupt file raises an error that says how to export again.
@@ -222,7 +225,7 @@ class OnnxModel:
 
 # --- checking what a caller passes ----------------------------------------------------------
 
-def check_images(images) -> np.ndarray:
+def check_images(images: np.ndarray) -> np.ndarray:
     """``images`` as a float32 (B, 3, H, W) numpy array in [0, 1], or an error that says what to change."""
     if not isinstance(images, np.ndarray):
         raise TypeError(
@@ -245,7 +248,7 @@ def check_images(images) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def check_target(target, scores: np.ndarray) -> np.ndarray:
+def check_target(target: IndexTarget, scores: np.ndarray) -> np.ndarray:
     """Class index per image: ``None`` for each image's top-1, one index for all, or one per image."""
     batch, classes = scores.shape
     if target is None:
@@ -264,7 +267,7 @@ def check_target(target, scores: np.ndarray) -> np.ndarray:
 
 # --- the formulas -----------------------------------------------------------------------------
 
-def up(maps: np.ndarray, size) -> np.ndarray:
+def up(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``up(.)``: bilinear resizing of (..., h, w) maps to ``size`` = (H, W), pixel centres aligned
     (what ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)`` does)."""
     from skimage.transform import resize
@@ -293,7 +296,7 @@ def norm(maps: np.ndarray) -> np.ndarray:
     return np.where(is_constant(maps)[..., None, None], 0, scaled).astype(np.float32)
 
 
-def finish(maps: np.ndarray, size) -> np.ndarray:
+def finish(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``norm(up(L))``: raw (B, h, w) maps as (B, H, W) maps in [0, 1] (:func:`camsurvey.plumbing.finish`).
 
     Constancy is decided on the raw map, before upsampling, which is not exactly constant in
@@ -313,7 +316,7 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
-def scorecam_weights(masked_scores: np.ndarray, score: float, valid: np.ndarray) -> np.ndarray:
+def scorecam_weights(masked_scores: np.ndarray, score: float | np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Eq. (4)'s weights: ``softmax_n(F^c(X'_n) - F^c(X))`` over the channels with a mask."""
     weights = np.zeros_like(masked_scores)
     if valid.any():
@@ -321,7 +324,7 @@ def scorecam_weights(masked_scores: np.ndarray, score: float, valid: np.ndarray)
     return weights
 
 
-def ablationcam_weights(score: float, ablated_scores: np.ndarray) -> np.ndarray:
+def ablationcam_weights(score: float | np.ndarray, ablated_scores: np.ndarray) -> np.ndarray:
     """Ablation-CAM's weights: ``w_k = (y^c - y^c_k) / y^c``, the relative drop of the class
     score when channel k of A is zeroed."""
     return (score - ablated_scores) / (score if score != 0 else 1.0)
@@ -330,7 +333,7 @@ def ablationcam_weights(score: float, ablated_scores: np.ndarray) -> np.ndarray:
 RECIPROCAM_KERNELS = ("point", "gaussian", "gaussian-window")  # as camsurvey.methods.perturbation.RECIPROCAM_KERNELS
 
 
-def check_kernel(kernel) -> str:
+def check_kernel(kernel: str) -> str:
     if not isinstance(kernel, str) or kernel not in RECIPROCAM_KERNELS:
         raise ValueError(f"kernel must be one of {sorted(RECIPROCAM_KERNELS)} ('point' is the authors' default), "
                          f"got {kernel!r}")
@@ -359,7 +362,8 @@ def reciprocam_features(activations: np.ndarray, masks: np.ndarray, positions: s
 
 # --- the methods: (model, images, target, **params) -> raw (B, h, w) maps ---------------------
 
-def first_pass(model: OnnxModel, images, target, batch_size):
+def first_pass(model: OnnxModel, images: np.ndarray, target: IndexTarget,
+               batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What every method starts with: one forward pass for A and the class scores, the target checked."""
     check_batch_size(batch_size)
     activations = model.features(images)
@@ -367,10 +371,11 @@ def first_pass(model: OnnxModel, images, target, batch_size):
     return activations, scores, check_target(target, scores)
 
 
-def scorecam(model: OnnxModel, images, target, *, batch_size=SCORECAM_BATCH_SIZE):
+def scorecam(model: OnnxModel, images: np.ndarray, target: IndexTarget, *,
+             batch_size: int = SCORECAM_BATCH_SIZE) -> np.ndarray:
     """Score-CAM, eq. (4): ``ReLU(sum_n w_n A^n)`` with 1 + K forward passes a photo (K = channels
     whose upsampled map is not constant; the others have no normalised mask and no weight)."""
-    activations, scores, target = first_pass(model, images, target, batch_size)
+    activations, scores, classes = first_pass(model, images, target, batch_size)
     maps = []
     for b, image in enumerate(images):
         valid = ~is_constant(activations[b])  # decided before upsampling, as in perturbation.scorecam_masks
@@ -378,35 +383,37 @@ def scorecam(model: OnnxModel, images, target, *, batch_size=SCORECAM_BATCH_SIZE
         masked_scores = np.zeros(len(masks), dtype=np.float32)
         if valid.any():  # F^c(X ⊙ norm(up(A^n))) for each channel n with a mask
             masks = masks[valid][:, None]
-            masked_scores[valid] = np.concatenate([model(masks[chunk] * image)[:, target[b]]
+            masked_scores[valid] = np.concatenate([model(masks[chunk] * image)[:, classes[b]]
                                                    for chunk in batches(len(masks), batch_size)])
-        weights = scorecam_weights(masked_scores, scores[b, target[b]], valid)
+        weights = scorecam_weights(masked_scores, scores[b, classes[b]], valid)
         maps.append(relu(weighted_sum(weights, activations[b])))
     return np.stack(maps)
 
 
-def ablationcam(model: OnnxModel, images, target, *, batch_size=ABLATIONCAM_BATCH_SIZE):
+def ablationcam(model: OnnxModel, images: np.ndarray, target: IndexTarget, *,
+                batch_size: int = ABLATIONCAM_BATCH_SIZE) -> np.ndarray:
     """Ablation-CAM: ``ReLU(sum_k w_k A^k)``, each channel zeroed in turn: 1 forward and K head passes."""
-    activations, scores, target = first_pass(model, images, target, batch_size)
+    activations, scores, classes = first_pass(model, images, target, batch_size)
     maps = []
     for b, a in enumerate(activations):
         keep = 1 - np.eye(len(a), dtype=np.float32)[:, :, None, None]  # row k: every channel but k
-        ablated = np.concatenate([model.head(a * keep[chunk])[:, target[b]] for chunk in batches(len(a), batch_size)])
-        maps.append(relu(weighted_sum(ablationcam_weights(scores[b, target[b]], ablated), a)))
+        ablated = np.concatenate([model.head(a * keep[chunk])[:, classes[b]] for chunk in batches(len(a), batch_size)])
+        maps.append(relu(weighted_sum(ablationcam_weights(scores[b, classes[b]], ablated), a)))
     return np.stack(maps)
 
 
-def reciprocam(model: OnnxModel, images, target, *, kernel="point", batch_size=RECIPROCAM_BATCH_SIZE):
+def reciprocam(model: OnnxModel, images: np.ndarray, target: IndexTarget, *, kernel: str = "point",
+               batch_size: int = RECIPROCAM_BATCH_SIZE) -> np.ndarray:
     """Recipro-CAM: each position's softmax score for class c when the head sees only the features
     at it (``kernel``: the authors' ``"point"`` default and ``"gaussian"``, or our
     ``"gaussian-window"``): 1 forward and h*w head passes."""
     check_kernel(kernel)
-    activations, _, target = first_pass(model, images, target, batch_size)
+    activations, _, classes = first_pass(model, images, target, batch_size)
     height, width = activations.shape[-2:]
     masks = reciprocam_masks(height, width, kernel)
     maps = []
     for b, a in enumerate(activations):
-        probabilities = np.concatenate([softmax(model.head(reciprocam_features(a, masks, chunk, kernel)), axis=1)[:, target[b]]
+        probabilities = np.concatenate([softmax(model.head(reciprocam_features(a, masks, chunk, kernel)), axis=1)[:, classes[b]]
                                         for chunk in batches(len(masks), batch_size)])
         maps.append(probabilities.reshape(height, width))
     return np.stack(maps)
@@ -421,7 +428,8 @@ def parameters(method: str) -> dict:
     return {p.name: p.default for p in signature if p.kind is p.KEYWORD_ONLY}
 
 
-def explain(method: str, model: OnnxModel, images, target=None, layer: str | None = None, **params) -> np.ndarray:
+def explain(method: str, model: OnnxModel, images: np.ndarray, target: IndexTarget = None, layer: str | None = None,
+            **params: Any) -> np.ndarray:
     """Maps of a gradient-free ``method`` for ``images`` on ONNX Runtime: float32 (B, H, W), each in [0, 1].
 
     The same convention as ``camsurvey.explain``: ``target`` is ``None`` (each image's top-1),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import sympy
 import torch
@@ -26,6 +26,10 @@ from ..models.base import CamModel
 from ..models.wrap import WrappedModel, untouched, wrapped
 from ..plumbing import TargetModel, check_images, check_layer, finish
 from ..plumbing import normalize as normalize_maps
+from ..typing import ClassTarget, Layer, SingleLayer, Target
+
+if TYPE_CHECKING:
+    from ..deploy.runtime import OnnxModel
 
 FAMILIES = ("activation-based", "gradient-based", "gradient-free", "smoothing/integration", "helper")
 SECTIONS = ("II.A", "II.B", "II.C", "III", "IV")  # the survey's sections that hold methods, in its order
@@ -151,8 +155,21 @@ FUSIONS = ("mean", "tanh-max")
 UNSET = object()  # normalize / reshape not given
 
 
-def explain(method: str, model, images: torch.Tensor, target=None, layer=None, *, fuse=True, raw: bool = False,
-            normalize=UNSET, reshape=UNSET, **params):
+@overload
+def explain(method: str, model: nn.Module | OnnxModel, images: torch.Tensor, target: Target = None,
+            layer: Layer = None, *, fuse: Literal[True, "mean", "tanh-max"] = True, raw: Literal[False] = False,
+            normalize: Any = UNSET, reshape: Any = UNSET, **params: Any) -> torch.Tensor: ...
+
+
+@overload
+def explain(method: str, model: nn.Module | OnnxModel, images: torch.Tensor, target: Target = None,
+            layer: Layer = None, *, fuse: bool | str = True, raw: bool = False, normalize: Any = UNSET,
+            reshape: Any = UNSET, **params: Any) -> torch.Tensor | list[torch.Tensor]: ...
+
+
+def explain(method: str, model: nn.Module | OnnxModel, images: torch.Tensor, target: Target = None,
+            layer: Layer = None, *, fuse: bool | str = True, raw: bool = False, normalize: Any = UNSET,
+            reshape: Any = UNSET, **params: Any) -> torch.Tensor | list[torch.Tensor]:
     """Saliency maps of ``method`` for ``images``: a float tensor (B, H, W), each map in [0, 1].
 
     ``model``: a camsurvey model (:func:`camsurvey.load_model`), any ``torch.nn.Module``
@@ -183,9 +200,11 @@ def explain(method: str, model, images: torch.Tensor, target=None, layer=None, *
     layers, several = check_layers(layer)
     fusion = check_fuse(fuse, several, raw)
     if not isinstance(model, (CamModel, nn.Module)):
-        if callable(target) or several or raw or normalize is not UNSET or reshape is not UNSET:
+        if callable(target) or not isinstance(layer, (str, type(None))) or raw or normalize is not UNSET \
+                or reshape is not UNSET:
             raise ValueError("an ONNX export takes a class index target and its one exported layer; target "
                              "callables, layer lists, raw=True, normalize and reshape need a PyTorch model")
+        assert not callable(target)  # refused just above
         return explain_deployed(entry, model, images, target, layer, params)
     with torch.inference_mode(False):  # under the caller's inference mode too: gradients need autograd
         model = camsurvey_model(model, normalize, reshape)
@@ -204,7 +223,7 @@ def explain(method: str, model, images: torch.Tensor, target=None, layer=None, *
     return finished if fusion is None else fuse_maps(torch.stack(finished), fusion)
 
 
-def check_layers(layer) -> tuple[list, bool]:
+def check_layers(layer: Layer) -> tuple[list, bool]:
     """``layer`` as a list, and whether several were asked for (a list or tuple)."""
     if isinstance(layer, (list, tuple)):
         if len(layer) == 0:
@@ -213,7 +232,7 @@ def check_layers(layer) -> tuple[list, bool]:
     return [layer], False
 
 
-def check_fuse(fuse, several: bool, raw: bool) -> str | None:
+def check_fuse(fuse: bool | str, several: bool, raw: bool) -> str | None:
     """The fusion rule for a list of layers (:data:`FUSIONS`), or ``None`` for the per-layer maps."""
     if fuse is True:
         fuse = "mean"
@@ -239,7 +258,7 @@ def fuse_maps(maps: torch.Tensor, fusion: str) -> torch.Tensor:
     return normalize_maps(fused)
 
 
-def camsurvey_model(model, normalize=UNSET, reshape=UNSET):
+def camsurvey_model(model: nn.Module, normalize: Any = UNSET, reshape: Any = UNSET) -> CamModel | WrappedModel:
     """A camsurvey model as it is; a plain ``torch.nn.Module`` wrapped (:func:`camsurvey.models.wrap.wrapped`)."""
     if isinstance(model, (CamModel, WrappedModel)):
         if normalize is not UNSET or reshape is not UNSET:
@@ -249,7 +268,8 @@ def camsurvey_model(model, normalize=UNSET, reshape=UNSET):
     return wrapped(model, "imagenet" if normalize is UNSET else normalize, None if reshape is UNSET else reshape)
 
 
-def resolve_layer(model, layer, images: torch.Tensor, scored=None) -> str:
+def resolve_layer(model: CamModel | WrappedModel, layer: SingleLayer, images: torch.Tensor,
+                  scored: Callable | None = None) -> str:
     """The layer's name: ``None`` is the model's default (found by a probe for a wrapped module without
     one, with the score ``scored`` explains), a sub-module object is looked up, a name is checked
     (unknown names list the valid ones)."""
@@ -270,7 +290,8 @@ def resolve_layer(model, layer, images: torch.Tensor, scored=None) -> str:
     return layer
 
 
-def explain_deployed(entry: Method, model, images, target, layer, params) -> torch.Tensor:
+def explain_deployed(entry: Method, model: OnnxModel, images: torch.Tensor, target: ClassTarget, layer: str | None,
+                     params: dict) -> torch.Tensor:
     """``explain`` on an ONNX export: :func:`camsurvey.deploy.runtime.explain` (numpy and ONNX
     Runtime, no torch), with torch tensors in and out. A gradient method raises, naming those that run."""
     from ..deploy import runtime
@@ -287,7 +308,6 @@ def explain_deployed(entry: Method, model, images, target, layer, params) -> tor
             f"method {entry.name!r} {why}; the gradient-free methods that run on an ONNX model are "
             f"{sorted(runtime.METHODS)}. Use the PyTorch model (camsurvey.load_model) for {entry.name!r}."
         )
-    images = check_images(images).cpu().numpy()
-    if isinstance(target, torch.Tensor):
-        target = target.tolist()
-    return torch.from_numpy(runtime.explain(entry.name, model, images, target, layer, **params))
+    pixels = check_images(images).cpu().numpy()
+    classes = target.tolist() if isinstance(target, torch.Tensor) else target
+    return torch.from_numpy(runtime.explain(entry.name, model, pixels, classes, layer, **params))

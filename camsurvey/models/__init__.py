@@ -18,6 +18,7 @@ from functools import lru_cache
 import torch
 
 from ..common import sha256_of
+from ..typing import Device, PathLike
 from .base import CamModel, GlobalAvgPool, Normalize
 from .efficientnet_lite import SCALINGS, load_efficientnet_lite
 from .torchvision_models import TORCHVISION_MODELS, torchvision_model
@@ -69,7 +70,7 @@ def register_model(name: str, loader: Callable[..., CamModel]) -> None:
     MODELS[name] = loader
 
 
-def check_device(device) -> torch.device:
+def check_device(device: Device) -> torch.device:
     """``device`` as a :class:`torch.device` this machine has, or a ValueError that names the fix."""
     if device is None:
         return default_device()
@@ -90,7 +91,8 @@ def check_device(device) -> torch.device:
     return resolved
 
 
-def load_model(name: str = "efficientnet_lite0", weights="imagenet", device=None) -> CamModel:
+def load_model(name: str = "efficientnet_lite0", weights: PathLike | None = "imagenet",
+               device: Device = None) -> CamModel:
     """Load a classifier by name, ready for every method of the book.
 
     ``weights``: ``"imagenet"`` (the default: the model's own trained weights, never

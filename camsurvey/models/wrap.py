@@ -42,13 +42,14 @@ import difflib
 import math
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import fx, nn
 
+from ..typing import Normalization, Reshape, SingleLayer
 from .layouts import Layout, channels_first, detect_layout
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -59,7 +60,7 @@ LISTED_LAYERS = 12  # how many layer names an error message lists before "and N 
 # --- the caller's module, unchanged --------------------------------------------------------
 
 @contextmanager
-def untouched(module: nn.Module, buffers: bool = True):
+def untouched(module: nn.Module, buffers: bool = True) -> Iterator[nn.Module]:
     """Run ``module`` in evaluation mode with frozen parameters; restore everything on exit.
 
     Restored exactly: every sub-module's ``training`` flag (set directly, so no overridden
@@ -163,7 +164,7 @@ class LayerRecord:
     gradient_reaches: bool = False
 
 
-def probe(model, root: nn.Module, image: torch.Tensor, gradients: bool = False, reshape=None,
+def probe(model: nn.Module, root: nn.Module, image: torch.Tensor, gradients: bool = False, reshape: Reshape = None,
           score: Callable = top_score) -> dict:
     """Run ``model`` once on ``image`` with a hook on every sub-module of ``root``; ``name -> LayerRecord``.
 
@@ -673,8 +674,9 @@ def plain_torchvision(architecture: str, seed: int = 0) -> nn.Module:
         return torchvision.models.get_model(architecture, weights=None).eval()
 
 
-def wrap(module: nn.Module, *, layer=None, normalize="imagenet", reshape=None, split: str = "auto",
-         name: str | None = None, categories=None) -> WrappedModel:
+def wrap(module: nn.Module, *, layer: SingleLayer = None, normalize: Normalization = "imagenet",
+         reshape: Reshape = None, split: str = "auto", name: str | None = None,
+         categories: Sequence[str] | None = None) -> WrappedModel:
     """``module`` as a camsurvey model (:class:`WrappedModel`); the module itself is not changed."""
     if isinstance(module, WrappedModel):
         return module
