@@ -28,18 +28,17 @@ nbval has checked instead of executing every chapter again.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..files import PROTECTED, ROOT
+from .. import files
+from ..files import ROOT
 
 TAG = re.compile(r"\\tag\{([^{}]*)\}")
 MATHJAX_PACKAGE = "django-static-mathjax"  # on PyPI; its module is ``mathjax``
@@ -79,25 +78,10 @@ def write_config(source: Path, output: Path, force: bool = False) -> Path:
     Refuses ``book/``, ``data/`` and ``source`` itself, and overwrites only a file this function
     wrote (or any file with ``force``)."""
     source, output = Path(source).resolve(), Path(output).resolve()
-    if output == source:
-        raise ValueError(f"{output} is the configuration it is made from; choose another file")
-    for folder in PROTECTED:
-        if output == folder or folder in output.parents:
-            raise ValueError(f"{output} is inside {folder}, which no command writes into; choose another file")
-    if output.exists() and not force and not output.read_text().startswith(GENERATED.split("{")[0]):
-        raise FileExistsError(f"{output} exists and was not written by this command; use --force to replace it")
+    ours = output.is_file() and output.read_text().startswith(GENERATED.split("{")[0])
     text = GENERATED.format(source=source.name) + yaml.safe_dump(
         stored_outputs_config(yaml.safe_load(source.read_text())), sort_keys=False)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return output
+    return files.write_file(output, text, force=force or ours, inputs=[source], what="book configuration")
 
 
 # --- the Sphinx extension ---------------------------------------------------------------------------

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from ... import files
 from ...files import DATA_DIR, PROTECTED
 from .peers import PEERS
 
@@ -181,32 +180,25 @@ def _fmt(value, width, digits):
 
 
 def check_output(path, force: bool = False, recorded: bool = False) -> Path:
-    """``path`` as a Path if :func:`write_json` may write it, else the error that says what to do."""
+    """``path`` as a Path if :func:`write_json` may write it, else the error that says what to do:
+    the rule of :mod:`camsurvey.files`, except that ``recorded`` (``--update-data``) may replace
+    the recorded run the book reads in data/."""
     path = Path(path)
     inside = [folder for folder in PROTECTED if folder.resolve() in path.resolve().parents]
     if inside and not recorded:
         raise ValueError(f"refusing to write {path} into the repository's {inside[0].name}/ folder; choose another "
                          f"--output, or pass --update-data to replace the recorded run the book reads")
-    if path.exists() and not (force or recorded):
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it or choose another --output")
-    return path
+    return files.check_new_file(path, force=force or recorded, protected=() if recorded else PROTECTED,
+                                what="benchmark result")
 
 
 def write_json(result: dict, path, force: bool = False, recorded: bool = False) -> Path:
-    """Write ``result`` to ``path`` atomically; an existing file is only replaced with ``force``, and the
-    repository's data/ and book/ only with ``recorded`` (``--update-data``: a recorded run the book reads)."""
+    """Write ``result`` to ``path`` atomically (:func:`camsurvey.files.write_file`); an existing file is only
+    replaced with ``force``, and the repository's data/ and book/ only with ``recorded``."""
     path = check_output(path, force, recorded)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return files.write_file(path, text, force=force or recorded, protected=() if recorded else PROTECTED,
+                            what="benchmark result")
 
 
 def recorded_path(model: str, size: int, device: str) -> Path:
