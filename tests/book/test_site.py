@@ -43,7 +43,7 @@ def test_write_config_is_atomic_refuses_its_input_and_protected_folders_and_othe
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
     with pytest.raises(ValueError, match="would replace the input"):
         site.write_config(source, source)
-    with pytest.raises(ValueError, match="inside the project.s book/ folder"):
+    with pytest.raises(ValueError, match=r"inside the project.s book/ folder"):
         site.write_config(source, ROOT / "book" / "stored.yml")
     theirs = tmp_path / "mine.yml"
     theirs.write_text("title: a user's file\n")
