@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracles.py, shared by the test folders
 matplotlib.use("Agg")  # this process only: kernels started by tests keep the inline backend
 
 _real_connect = socket.socket.connect

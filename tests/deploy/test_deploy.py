@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from oracles import pearson
 
 import camsurvey as cs
 from camsurvey import deploy, files, plumbing
@@ -23,11 +24,6 @@ from camsurvey.deploy import runtime
 from camsurvey.methods import perturbation
 
 SMALL = 96  # the photo size of the Score-CAM comparison
-
-
-def pearson(a, b) -> float:
-    pair = torch.stack([a.flatten().double(), b.flatten().double()])
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 @pytest.fixture(scope="module")

@@ -27,16 +27,12 @@ from camsurvey.plumbing import forward_activations, forward_and_backward
 
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
 torchcam_methods = pytest.importorskip("torchcam.methods")
+from oracles import pearson  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa: E402
 
 PHOTOS = ["chelsea", "coffee"]
 FEW_CHANNELS = "stem"
-
-
-def pearson(a, b) -> float:
-    pair = torch.stack([torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()])
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ convolutional, so it still classifies it) and the Score-CAM variants use the 16-
 import pytest
 import torch
 import torch.nn.functional as F
+from oracles import pearson
 
 import camsurvey as cs
 from camsurvey import plumbing
@@ -28,11 +29,6 @@ def photo():
 
 def resized(images, size):
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-
-
-def pearson(a, b):
-    a, b = a.flatten().double(), b.flatten().double()
-    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
 
 
 # --- Integrated Gradients -------------------------------------------------------------------

@@ -21,12 +21,8 @@ import camsurvey as cs
 
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
 torchcam_methods = pytest.importorskip("torchcam.methods")
+from oracles import pearson  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-
-
-def pearson(a, b) -> float:
-    pair = torch.stack([torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()])
-    return float(torch.corrcoef(pair)[0, 1])
 
 
 def seeded(builder, **options):
