@@ -43,7 +43,7 @@ def loglog_plot(ax, x, times: dict, xlabel: str, title: str = "") -> dict:
     """Plot ``times[name]`` (one value per x) on log-log axes with fitted slopes; returns the slopes."""
     slopes = {}
     for name, values in times.items():
-        pairs = [(a, t) for a, t in zip(x, values) if t is not None]
+        pairs = sorted((a, t) for a, t in zip(x, values) if t is not None)  # in x order: a line never doubles back
         slope = fit_loglog_slope(*zip(*pairs)) if len(pairs) > 1 else float("nan")
         slopes[name] = slope
         ax.loglog(*zip(*pairs), "o-", label=f"{name} (slope {slope:.2f})")
