@@ -368,14 +368,18 @@ def insertion_auc(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor
 # ---------------------------------------------------------------- ADCC (Poppi et al.)
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of each pair of (H, W) maps; NaN where either map is constant."""
+    """Pearson correlation of each pair of (H, W) maps; NaN where either map is constant.
+
+    A correlation lies in [-1, 1]; float rounding can step outside by about 1e-15 (a map
+    against itself gave 1.0000000000000018), so the quotient is clamped to that range.
+    """
     a = a.flatten(1).double()
     b = b.flatten(1).double()
     a = a - a.mean(1, keepdim=True)
     b = b - b.mean(1, keepdim=True)
     denominator = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(denominator > 0, (a * b).sum(1) / denominator.clamp_min(1e-300),
-                       torch.full_like(denominator, float("nan")))
+    correlation = ((a * b).sum(1) / denominator.clamp_min(1e-300)).clamp(-1.0, 1.0)
+    return torch.where(denominator > 0, correlation, torch.full_like(denominator, float("nan")))
 
 
 def mean_pearson(first: torch.Tensor, second: torch.Tensor) -> float | None:
