@@ -15,6 +15,9 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).clamp(0, 1).numpy()
 
 
+LABEL_SIZE = 10  # points: panel titles and row labels, legible at the book's column width
+
+
 def overlay(ax, image: torch.Tensor, saliency: torch.Tensor | None = None, title: str | None = None,
             alpha: float = 0.5, cmap: str = "jet", box=None):
     """Draw ``image`` with ``saliency`` (H, W) in [0, 1] blended on top, and an optional box."""
@@ -25,28 +28,42 @@ def overlay(ax, image: torch.Tensor, saliency: torch.Tensor | None = None, title
         x0, y0, x1, y1 = box
         ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="white", lw=1.5))
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=LABEL_SIZE)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
 
 
 def saliency_grid(images: torch.Tensor, maps: dict, row_labels=None, boxes=None, size: float = 1.9):
-    """One row per image, a first column with the photo and one column per method.
+    """One row per image, a first column with the photo and one column per method, and a
+    colour bar that reads the overlay's colours as saliency.
 
-    ``maps``: ``method name -> (B, H, W)`` saliency tensor.
+    ``maps``: ``method name -> (B, H, W)`` saliency tensor in [0, 1] (NaN: no overlay).
     """
     rows, columns = len(images), len(maps) + 1
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.6, size * rows + 0.3), squeeze=False,
+                             layout="constrained")
     for r in range(rows):
         box = boxes[r] if boxes is not None else None
         overlay(axes[r, 0], images[r], None, title="input" if r == 0 else None, box=box)
         if row_labels is not None:
-            axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=LABEL_SIZE)
         for c, (name, saliency) in enumerate(maps.items(), start=1):
             overlay(axes[r, c], images[r], saliency[r], title=name if r == 0 else None, box=box)
-    fig.tight_layout()
+    saliency_colorbar(fig, axes)
     return fig
+
+
+def saliency_colorbar(fig, axes, cmap: str = "jet"):
+    """The colour bar of :func:`overlay`'s maps: 0 (blue) to 1 (red), each map scaled to [0, 1]."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=np.asarray(axes).ravel().tolist(),
+                       shrink=min(0.9, 0.45 + 0.15 * np.asarray(axes).shape[0]), aspect=25, pad=0.01)
+    bar.set_label("saliency (map scaled to [0, 1])", fontsize=LABEL_SIZE)
+    bar.ax.tick_params(labelsize=LABEL_SIZE - 1)
+    return bar
 
 
 def show_map(saliency: torch.Tensor, ax=None, title=None, cmap="viridis"):
@@ -62,11 +79,12 @@ def show_map(saliency: torch.Tensor, ax=None, title=None, cmap="viridis"):
 
 
 def overlay_row(images: torch.Tensor, saliency: torch.Tensor, titles=None, size: float = 2.2):
-    """One row: each image with its map blended on top."""
-    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
+    """One row: each image with its map blended on top, and the maps' colour bar."""
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images) + 0.6, size + 0.3), squeeze=False,
+                             layout="constrained")
     for i, ax in enumerate(axes[0]):
         overlay(ax, images[i], saliency[i], title=titles[i] if titles else None)
-    fig.tight_layout()
+    saliency_colorbar(fig, axes)
     return fig
 
 
