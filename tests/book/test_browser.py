@@ -138,13 +138,8 @@ def test_the_public_book_does_not_show_solutions_before_the_reader_asks(book):
     assert not report(book[1], checks.visible_solution_problems)
 
 
-# Content the lead fixes later (issue 22, "figures a reader can read"): myst-nb gives a figure
-# from a cell the image's file name as its alt text unless the cell names one.
-ALT_TEXT_PAGES = ("intro, cams, deploy, smoothing, helpers, metrics, scenes, performance, discussion, "
-                  "assignment_cam, assignment_scorecam, assignment_metric")
-
-
-@pytest.mark.xfail(strict=True, reason=f"figures have no alt text yet (their file name instead), on {ALT_TEXT_PAGES}")
+# myst-nb gives a figure from a cell the image's file name as its alt text unless the cell names
+# one (mystnb: image: alt); tests/book/test_site.py checks that every figure cell does.
 def test_every_figure_has_alt_text(book):
     assert not report(book[1], checks.alt_text_problems)
 

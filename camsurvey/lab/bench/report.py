@@ -63,8 +63,8 @@ def format_table(result: dict) -> str:
     reasons = untrusted(result)
     lines += [f"flag: {reason}" for reason in reasons]
     if "protocol" in settings:
-        lines.append(f"{len(reasons)} flag(s): the machine was too busy to trust the ratios flagged above; rerun "
-                     f"them on a quiet machine" if reasons else "no flags: every ratio's pairs agree "
+        lines.append(f"{len(reasons)} flag(s): do not trust the ratios flagged above (rounds that disagree, or a "
+                     f"busy machine); rerun them, on a quiet machine and with more rounds" if reasons else "no flags: every ratio's pairs agree "
                      f"within {settings['disagreement_factor']:g}x and no method was timed on a busy machine")
     return "\n".join(lines)
 
