@@ -226,3 +226,16 @@ def test_every_figure_cell_describes_its_figure_for_a_screen_reader():
             if draws and len(alt.split()) < 5:
                 missing.append(f"{path.stem}: cell {cell.get('id')}")
     assert not missing, f"figure cells without a description (mystnb: image: alt): {missing}"
+
+
+def test_the_whole_book_builds_from_its_stored_outputs_without_a_warning(tmp_path):
+    """`make html`'s build, here among the unit tests (seconds): a Sphinx warning (a role with no
+    target, such as ``{mod}`` in a book without API pages, a broken citation) fails it."""
+    config = site.write_config(ROOT / "_config.yml", tmp_path / "stored.yml")
+    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT),
+                            "--config", str(config), "--path-output", str(tmp_path / "out"), "-W", "-n",
+                            "--keep-going"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    warnings = [line for line in (build.stdout + build.stderr).splitlines() if "WARNING" in line]
+    assert build.returncode == 0 and not warnings, "\n".join(warnings) or build.stdout[-3000:]
+    assert (tmp_path / "out" / "_build" / "html" / "book" / "evaluation.html").is_file()
