@@ -27,6 +27,15 @@ def test_run_writes_an_executed_copy_with_the_parameters_outside_book(tmp_path):
         "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
 
 
+def test_model_reruns_a_chapter_on_another_network(tmp_path):
+    result = _run("run", "intro", "-p", "model", "'efficientnet_lite1'", "-p", "photos", "['coffee']",
+                  "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    executed = json.loads((tmp_path / "out" / "intro.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "efficientnet_lite1 | default CAM layer" in printed and "efficientnet_lite0" not in printed
+
+
 def test_unknown_parameter_is_rejected_before_anything_executes(tmp_path):
     result = _run("run", "intro", "-p", "no_such_parameter", "1", "-o", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 2

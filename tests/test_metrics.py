@@ -220,6 +220,49 @@ def test_evaluation_plan_sends_costly_methods_to_the_slow_photos_only(model):
     assert evaluation.passes_per_image("scorecam", model) == 1 + 1280
 
 
+def scores(**per_image):
+    """``{metric: Score}`` from per-image lists, as evaluation.evaluate returns them."""
+    return {metric: metrics.as_score(torch.tensor(values, dtype=torch.float64)) for metric, values in per_image.items()}
+
+
+def test_methods_are_ranked_only_against_methods_scored_on_the_same_photos():
+    five = ["a", "b", "c", "d", "e"]
+    plan = {"cheap": five, "other": five, "costly": ["c"]}
+    results = {"cheap": scores(iou=[0.1, 0.2, 0.5, 0.2, 0.1]), "other": scores(iou=[0.3, 0.3, 0.1, 0.3, 0.3]),
+               "costly": scores(iou=[0.9])}
+    original = {method: {m: s.per_image.clone() for m, s in row.items()} for method, row in results.items()}
+    assert evaluation.best_methods(results, ["iou"]) == {"iou": "costly"}  # what a mixed ranking would say
+    sets = evaluation.by_photo_set(results, plan)
+    assert list(sets) == [tuple(five), ("c",)]
+    assert set(sets[tuple(five)]) == {"cheap", "other"}  # the one-photo method is not ranked on five
+    assert evaluation.best_methods(sets[tuple(five)], ["iou"]) == {"iou": "other"}
+    on_c = sets[("c",)]
+    assert set(on_c) == {"cheap", "other", "costly"}  # and on its photo, everyone is compared
+    assert on_c["cheap"]["iou"].per_image.tolist() == [0.5] and on_c["other"]["iou"].mean == pytest.approx(0.1)
+    table = evaluation.best_by_photo_set(results, plan, ["iou"])
+    assert table.splitlines()[1].split() == ["iou", "other", "costly"]
+    assert all(torch.equal(results[method][m].per_image, values) for method, row in original.items()
+               for m, values in row.items())  # the caller's results are unchanged
+
+
+def test_adcc_of_means_is_recomputed_on_the_photos_compared():
+    parts = dict(coherency=[0.9, 0.5], complexity=[0.2, 0.6], average_drop=[0.1, 0.7])
+    row = scores(**parts)
+    row["adcc_of_means"] = metrics.Score(torch.tensor([0.0], dtype=torch.float64), 0.0)  # over both photos
+    second = evaluation.on_photos({"m": row}, {"m": ["a", "b"]}, ["b"])["m"]
+    expected = 3 / (1 / 0.5 + 1 / (1 - 0.6) + 1 / (1 - 0.7))  # eq. (10) by hand, on photo b alone
+    assert second["adcc_of_means"].mean == pytest.approx(expected)
+
+
+def test_ties_are_named_or_counted_and_a_metric_some_method_lacks_is_not_ranked():
+    results = {name: scores(deletion=[0.2], iou=[0.5]) for name in ("a", "b")}
+    results["c"] = scores(deletion=[0.2 + 1e-9], iou=[0.4])
+    results["d"] = scores(deletion=[0.3])
+    assert evaluation.best_methods(results, ["deletion", "iou"]) == {"deletion": "a=b=c", "iou": "-"}
+    results["e"] = scores(deletion=[0.2], iou=[0.1])
+    assert evaluation.best_methods(results, ["deletion"]) == {"deletion": "4 tied"}
+
+
 # ---------------------------------------------------------------- clear errors
 
 def test_metrics_reject_maps_and_images_of_mismatched_shape():

@@ -4,7 +4,8 @@ The metrics themselves are in :mod:`camsurvey.metrics` (one function an equation
 runs them: which method runs on which photos (:func:`evaluation_plan`), every metric for one set
 of maps (:func:`evaluate`), for several methods (:func:`evaluate_methods`), on the photos
 (:func:`evaluate_photos`) and on the scenario dataset (:func:`evaluate_scenes`), and the tables
-the metrics chapter prints (:func:`format_table`, :func:`table_one`, :func:`best_methods`).
+the metrics chapter prints (:func:`format_table`, :func:`table_one`, :func:`best_methods`), each
+comparing methods only on the photos they all ran on (:func:`by_photo_set`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..metrics import (
     HIGHER_IS_BETTER,
     IOU_THRESHOLD,
     Score,
+    adcc,
     adcc_score,
     as_score,
     average_drop,
@@ -184,10 +186,80 @@ def table_one(results: dict, plan: dict) -> str:
     return format_table(rows, ["reported", "measured", "of means", "photos"], digits=2)
 
 
+# Means closer than this (the metrics are fractions) are a tie: float rounding, not a difference.
+TIE = 1e-6
+# More methods tied at the best than this are counted, not named.
+MAX_NAMED_TIES = 3
+
+
 def best_methods(results: dict, columns) -> dict:
-    """``{metric: the method with the best mean}`` (lowest for Average Drop, Deletion, Complexity)."""
+    """``{metric: the method with the best mean}`` (lowest for Average Drop, Deletion, Complexity).
+
+    Methods tied at the best (means within :data:`TIE`) are all named, joined by ``=``, or counted
+    when there are more than :data:`MAX_NAMED_TIES`. A metric that some method lacks cannot be
+    ranked: ``"-"``. Compare only methods scored on the same images (:func:`by_photo_set`).
+    """
     best = {}
     for column in columns:
+        if not results or any(column not in scores for scores in results.values()):
+            best[column] = "-"
+            continue
         sign = 1 if HIGHER_IS_BETTER[column] else -1
-        best[column] = max(results, key=lambda m: (sign * results[m][column].mean, m))
+        top = max(sign * scores[column].mean for scores in results.values())
+        tied = sorted(m for m, scores in results.items() if top - sign * scores[column].mean <= TIE)
+        best[column] = "=".join(tied) if len(tied) <= MAX_NAMED_TIES else f"{len(tied)} tied"
     return best
+
+
+def photo_sets(plan: dict) -> list[tuple[str, ...]]:
+    """The different sets of photos the methods of ``plan`` (:func:`evaluation_plan`) ran on, largest first."""
+    return sorted({tuple(photos) for photos in plan.values()}, key=lambda photos: (-len(photos), photos))
+
+
+def on_photos(results: dict, plan: dict, photos) -> dict:
+    """The scores of every method that ran on all of ``photos``, on those photos alone:
+    ``{method: {metric: Score}}``, so that the methods are compared on the same evidence.
+
+    Each per-image value is taken from the method's own scores (nothing is explained again);
+    ``adcc_of_means``, one number for a set of photos, is recomputed from the per-image parts
+    (eq. 10 of the averaged Coherency, Complexity and Average Drop) over ``photos``.
+    """
+    photos = list(photos)
+    chosen = {}
+    for method, scores in results.items():
+        ran = list(plan[method])
+        if not set(photos) <= set(ran):
+            continue
+        index = torch.tensor([ran.index(photo) for photo in photos])
+        row = {metric: as_score(score.per_image[index]) for metric, score in scores.items() if metric != "adcc_of_means"}
+        if "adcc_of_means" in scores and {"coherency", "complexity", "average_drop"} <= set(row):
+            value = float(adcc(row["coherency"].mean, row["complexity"].mean, row["average_drop"].mean))
+            row["adcc_of_means"] = Score(torch.tensor([value], dtype=torch.float64), value)
+        chosen[method] = row
+    return chosen
+
+
+def by_photo_set(results: dict, plan: dict) -> dict:
+    """``{photos: on_photos(results, plan, photos)}`` for each of :func:`photo_sets`: the methods that
+    ran on every photo, compared on all of them, then, for each smaller set a costly method ran on,
+    every method that ran there too, compared on that set alone."""
+    return {photos: on_photos(results, plan, photos) for photos in photo_sets(plan)}
+
+
+def describe_photos(photos) -> str:
+    """``"chelsea"``, ``"chelsea, coffee"`` or ``"5 photos"``: a column heading for a set of photos."""
+    return ", ".join(photos) if len(photos) <= 2 else f"{len(photos)} photos"
+
+
+def format_by_photo_set(results: dict, plan: dict, columns, **table) -> str:
+    """One :func:`format_table` per set of photos (:func:`by_photo_set`), each headed by its photos."""
+    blocks = [f"{len(rows)} methods on {', '.join(photos)}\n" + format_table(rows, columns, **table)
+              for photos, rows in by_photo_set(results, plan).items()]
+    return "\n\n".join(blocks)
+
+
+def best_by_photo_set(results: dict, plan: dict, columns) -> str:
+    """The best method per metric (rows) on each set of photos (columns): :func:`best_methods`
+    over :func:`by_photo_set`, so no method is ranked against another on different photos."""
+    sets = {describe_photos(photos): best_methods(rows, columns) for photos, rows in by_photo_set(results, plan).items()}
+    return format_table({column: {label: best[column] for label, best in sets.items()} for column in columns}, list(sets))

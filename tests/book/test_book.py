@@ -71,3 +71,18 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     listed = _requirement_names([p for p in pip if not p.startswith("-e")])
     assert listed == wanted
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_a_chapter_that_loads_a_model_takes_it_as_a_parameter_named_model(path):
+    """`camsurvey run CHAPTER -p model "'efficientnet_lite2'"` reruns it on another network (the
+    scene chapters: scene_model, cue_model, photo_model)."""
+    from camsurvey.book import notebooks
+
+    parameters = notebooks.chapter_parameters(path)
+    assert not [name for name in parameters if name.endswith("_name")]  # named after what they choose
+    code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    for chosen in re.findall(r"cs\.load_model\((\w+)", code):
+        assert chosen in parameters or chosen == "model", f"cs.load_model({chosen}) is not given by a parameter"
+    if "cs.load_model(model)" in code:
+        assert parameters["model"][0] in __import__("camsurvey").MODELS  # (default, comment)
