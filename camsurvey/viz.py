@@ -66,16 +66,37 @@ def saliency_colorbar(fig, axes, cmap: str = "jet"):
     return bar
 
 
-def show_map(saliency: torch.Tensor, ax=None, title=None, cmap="viridis"):
-    """A single (h, w) map without the image (e.g. raw activations or masks)."""
+def show_map(saliency: torch.Tensor, ax=None, title=None, cmap="viridis", vmin=None, vmax=None):
+    """A single (h, w) map without the image (e.g. raw activations or masks); ``vmin``/``vmax``
+    fix the colour scale (default: the map's own range)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(2.5, 2.5))
-    ax.imshow(saliency.detach().cpu().numpy(), cmap=cmap)
+    ax.imshow(saliency.detach().cpu().numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=LABEL_SIZE)
     return ax
+
+
+# SmoothGrad's authors show a sensitivity map with its top 1 % clipped (PAIR-code/saliency,
+# VisualizeImageGrayscale, percentile=99): a few extreme gradients would leave the rest black.
+SENSITIVITY_PERCENTILE = 99.0
+
+
+def clip_percentile(saliency: torch.Tensor, percentile: float = SENSITIVITY_PERCENTILE) -> torch.Tensor:
+    """A (..., H, W) pixel-level map scaled so that its minimum is 0 and its ``percentile``-th
+    percentile is 1, the values above clipped: the authors' way of showing a sensitivity map."""
+    flat = saliency.detach().flatten(-2).double()
+    low = flat.min(-1).values[..., None, None]
+    high = torch.quantile(flat, percentile / 100, dim=-1)[..., None, None]
+    scaled = (saliency.double() - low) / (high - low).clamp_min(torch.finfo(torch.float64).tiny)
+    return scaled.clamp(0, 1).to(saliency.dtype)
+
+
+def show_sensitivity(saliency: torch.Tensor, ax=None, title=None):
+    """A pixel-level (H, W) map as SmoothGrad's authors show one: grey on black, top 1 % clipped."""
+    return show_map(clip_percentile(saliency), ax=ax, title=title, cmap="gray", vmin=0, vmax=1)
 
 
 def overlay_row(images: torch.Tensor, saliency: torch.Tensor, titles=None, size: float = 2.2):

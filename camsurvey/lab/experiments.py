@@ -117,6 +117,14 @@ def cue_pairs(n: int, seed: int = 0, scenarios=("large", "small"), cue_class: in
     return marked, unmarked
 
 
+def fooled_by_cue(model, marked, unmarked, cue_class: int = 0) -> torch.Tensor:
+    """(Section VI.A) The indices of the pairs of :func:`cue_pairs` whose prediction the mark alone
+    decides: ``cue_class`` with the mark, another class without it. These are the scenes where a
+    map that reveals the bias must sit on the mark."""
+    with_mark, without = predict_labels(model, marked.images), predict_labels(model, unmarked.images)
+    return ((with_mark == cue_class) & (without != cue_class)).nonzero().flatten()
+
+
 def cue_energy(runs: dict, methods, cell: int = 8) -> dict:
     """(Section VI.A) The share of each map's energy on the mark's region (:func:`cue_boxes`).
 
@@ -399,7 +407,7 @@ def describe(choice: Recommendation, higher_is_better: bool = True) -> str:
         return f"{name} (no other method to compare)"
     lead = verdict(choice.test, higher_is_better) == "better"
     return (f"{name}; runner-up {choice.runner_up}, difference {choice.test.mean_difference:+.3f} "
-            f"(p {format_p(choice.test.p_value)}): {'a clear lead' if lead else 'not separable at this sample size'}")
+            f"(p {format_p(choice.test.p_value)}): {'separable' if lead else 'not separable'} at this sample size")
 
 
 def recommend(rows: dict, purposes: dict = PURPOSES) -> dict:

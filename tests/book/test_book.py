@@ -83,6 +83,8 @@ def test_a_chapter_that_loads_a_model_takes_it_as_a_parameter_named_model(path):
     assert not [name for name in parameters if name.endswith("_name")]  # named after what they choose
     code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     for chosen in re.findall(r"cs\.load_model\((\w+)", code):
-        assert chosen in parameters or chosen == "model", f"cs.load_model({chosen}) is not given by a parameter"
+        loop = re.search(rf"for {chosen} in (\w+)", code)  # one network after another, from a parameter's list
+        assert chosen in parameters or chosen == "model" or (loop and loop.group(1) in parameters), \
+            f"cs.load_model({chosen}) is not given by a parameter"
     if "cs.load_model(model)" in code:
         assert parameters["model"][0] in __import__("camsurvey").MODELS  # (default, comment)

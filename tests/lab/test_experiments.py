@@ -111,6 +111,16 @@ def test_cue_energy_is_a_share_per_run_and_method(random_model):
         assert ((score.per_image >= 0) & (score.per_image <= 1)).all()
 
 
+def test_fooled_by_cue_are_the_pairs_whose_disc_the_mark_alone_decides():
+    biased = cs.load_model("scenes_cnn_cue", device="cpu")
+    marked, unmarked = experiments.cue_pairs(24, seed=2)
+    fooled = experiments.fooled_by_cue(biased, marked, unmarked).tolist()
+    with torch.no_grad():
+        with_mark, without = biased(marked.images).argmax(1), biased(unmarked.images).argmax(1)
+    assert fooled == [i for i in range(len(marked)) if with_mark[i] == 0 and without[i] != 0]
+    assert 0 < len(fooled) < len(marked)  # the biased model is fooled on some pairs, not all
+
+
 # ---------------------------------------------------------------- VI.B intensity transformations
 
 @pytest.mark.parametrize("name", sorted(INTENSITY_TRANSFORMS))
