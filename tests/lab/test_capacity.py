@@ -192,3 +192,18 @@ def test_cost_model_fits_a_real_benchmark_run():
     fit = capacity.fit_cost_model(records)
     assert all(abs(p.error) <= fit.error + 1e-12 for p in fit.predictions)
     assert set(fit.seconds_per_pass[records[0].configuration]) == {"forward", "backward", "head"}
+
+
+def test_the_recorded_study_is_three_networks_each_at_its_resolution_and_the_printed_error_covers_it():
+    """The book's capacity study (data/bench/capacity/): Lite0, Lite1 and Lite2 at their training
+    resolutions, timed by the benchmark, and the cost model fitted to them predicts every recorded
+    time within the error it prints."""
+    results = capacity.recorded_study()
+    assert [(r["settings"]["model"], r["settings"]["input_size"]) for r in results] == [
+        ("efficientnet_lite0", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+    fit = capacity.fit_cost_model([record for result in results for record in capacity.records_from_benchmark(result)])
+    assert {p.record.method for p in fit.predictions} >= {"gradcam", "scorecam", "ablationcam", "reciprocam"}
+    assert np.isfinite(fit.error)
+    assert all(abs(p.error) <= fit.error + 1e-12 for p in fit.predictions)
+    printed = re.search(r"within (\d+)%", fit.table()).group(1)
+    assert int(printed) == round(100 * fit.error)

@@ -258,6 +258,23 @@ def plot_capacity(fit: CostFit, axes=None, methods=None, quantities=tuple(AXES))
     return figure
 
 
+# The capacity study as recorded for the book: one `camsurvey bench` result per network, in
+# data/bench/capacity/ (the performance chapter reads them; the command is in its text).
+RECORDED_STUDY = "capacity"
+
+
+def recorded_study() -> list[dict]:
+    """The recorded capacity study, one benchmark result per network, the smallest network first."""
+    from .report import RECORDED_DIR
+
+    paths = sorted((RECORDED_DIR / RECORDED_STUDY).glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no recorded capacity study in {RECORDED_DIR / RECORDED_STUDY}; record one with "
+                                "`camsurvey bench --model NAME --size RESOLUTION --no-peers --output FILE` per network")
+    results = [json.loads(path.read_text()) for path in paths]
+    return sorted(results, key=lambda result: parameter_count(result["settings"]["model"]) or 0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="camsurvey bench capacity",
                                      description="Fit the cost model T = B (F t_f + G t_b + H t_h) to benchmark results.")
